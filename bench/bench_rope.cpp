@@ -1,0 +1,266 @@
+// Microbenchmarks of the rotary kernels, in bytes/s (bytes read + bytes written of q/k), beside the
+// limits of the same bytes in the same binary:
+//   memcpy          copy of the buffer into a second one: the out-of-place limit
+//   scale_in_place  x *= a over the buffer: the in-place limit (one read and one write per byte)
+// Shapes: 32 heads, head_dim 64 and 128, tokens 1 (decode, in L1), 64 (in L2) and 4096 (past the
+// caches), fp32 and fp64, both layouts. Single thread except the rows named omp.
+#include <rotary/kernel_set.hpp>
+#include <rotary/rotary.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+ROTARY_DECLARE_KERNEL_SET(sse2);
+ROTARY_DECLARE_KERNEL_SET(avx2);
+ROTARY_DECLARE_KERNEL_SET(avx512bw);
+
+namespace {
+
+using rotary::heads_view;
+using rotary::layout;
+using rotary::positions;
+
+constexpr std::size_t heads = 32;
+constexpr std::size_t kv_heads = 8;
+constexpr std::size_t max_positions = 8192;
+constexpr std::int64_t start_position = 4000;  // decode/prefill at a realistic offset
+
+// 64-byte aligned buffers, filled once per size and element type and reused by every row.
+template <class T>
+T* buffer(std::size_t elements, int which) {
+    using storage = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+    static std::map<std::pair<std::size_t, int>, std::unique_ptr<storage>> buffers;
+    auto& slot = buffers[{elements, which}];
+    if (!slot) {
+        slot = std::make_unique<storage>(elements);
+        std::mt19937 rng(static_cast<std::uint32_t>(elements + static_cast<std::size_t>(which)));
+        std::uniform_real_distribution<double> dist(-1.0, 1.0);
+        for (auto& x : *slot) x = static_cast<T>(dist(rng));
+    }
+    return slot->data();
+}
+
+template <class T>
+const rotary::rope_table<rotary::compute_type_t<T>>& table(std::size_t rotary_dim) {
+    static std::map<std::size_t, std::unique_ptr<rotary::rope_table<rotary::compute_type_t<T>>>> tables;
+    auto& slot = tables[rotary_dim];
+    if (!slot) slot = std::make_unique<rotary::rope_table<rotary::compute_type_t<T>>>(rotary_dim, max_positions);
+    return *slot;
+}
+
+struct shape {
+    std::size_t head_dim, tokens;
+    explicit shape(const benchmark::State& s)
+        : head_dim(static_cast<std::size_t>(s.range(0))), tokens(static_cast<std::size_t>(s.range(1))) {}
+    std::size_t elements(std::size_t h = heads) const { return tokens * h * head_dim; }
+};
+
+template <class T>
+void set_bytes(benchmark::State& state, std::size_t elements_read_and_written) {
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                            static_cast<std::int64_t>(2 * elements_read_and_written * sizeof(T)));
+}
+
+// ---- The limits ----------------------------------------------------------------------------------
+
+template <class T>
+void BM_memcpy(benchmark::State& state) {
+    const shape s(state);
+    const T* src = buffer<T>(s.elements(), 0);
+    T* dst = buffer<T>(s.elements(), 1);
+    for (auto _ : state) {
+        std::memcpy(dst, src, s.elements() * sizeof(T));
+        benchmark::DoNotOptimize(dst);
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+
+template <class T>
+void BM_scale_in_place(benchmark::State& state) {
+    const shape s(state);
+    T* x = buffer<T>(s.elements(), 0);
+    T factor = T(1);
+    benchmark::DoNotOptimize(factor);  // unknown to the compiler, so the loop is not removed
+    const std::size_t n = s.elements();
+    for (auto _ : state) {
+        for (std::size_t i = 0; i < n; ++i) x[i] *= factor;
+        benchmark::DoNotOptimize(x);
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, n);
+}
+
+// ---- The kernels ---------------------------------------------------------------------------------
+
+template <class T, layout L>
+void BM_default_in_place(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<T> x(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const auto& t = table<T>(s.head_dim);
+    for (auto _ : state) {
+        rotary::apply(t, L, x, positions::starting_at(start_position));
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+
+template <class T, layout L>
+void BM_default_out_of_place(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<const T> in(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const heads_view<T> out(buffer<T>(s.elements(), 1), s.tokens, heads, s.head_dim);
+    const auto& t = table<T>(s.head_dim);
+    for (auto _ : state) {
+        rotary::apply(t, L, in, out, positions::starting_at(start_position));
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+
+template <class T, layout L>
+void BM_position_ids_in_place(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<T> x(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const auto& t = table<T>(s.head_dim);
+    std::vector<std::int32_t> ids(s.tokens);
+    for (std::size_t i = 0; i < s.tokens; ++i) ids[i] = static_cast<std::int32_t>(start_position + i);
+    for (auto _ : state) {
+        rotary::apply(t, L, x, positions::from_ids(ids.data(), ids.size()));
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+
+// One kernel set (scalar or an arch of its own translation unit), in place.
+template <class T, layout L>
+void BM_kernels_in_place(benchmark::State& state, const rotary::kernel_set* (*get)()) {
+    const rotary::kernel_set* kernels = get();
+    if (kernels == nullptr) {
+        state.SkipWithError("this CPU does not run this arch");
+        return;
+    }
+    const shape s(state);
+    const heads_view<T> x(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const auto job = rotary::detail::job_in_place(table<T>(s.head_dim), L, x, positions::starting_at(start_position), {});
+    const auto run = kernels->rotate<T>();
+    for (auto _ : state) {
+        run(job, job.range.begin, job.range.end);
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+
+const rotary::kernel_set* scalar_set() {
+    static constexpr rotary::kernel_set set = rotary::make_kernel_set<rotary::scalar>();
+    return &set;
+}
+template <class Arch, const rotary::kernel_set& (*Get)() noexcept>
+const rotary::kernel_set* arch_set() {
+    return rotary::cpu_supports<Arch>() ? &Get() : nullptr;
+}
+
+// q with 32 heads and k with 8 (GQA) in one fused call, or in two calls.
+template <class T, layout L, bool Fused>
+void BM_qk_in_place(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<T> q(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const heads_view<T> k(buffer<T>(s.elements(kv_heads), 2), s.tokens, kv_heads, s.head_dim);
+    const auto& t = table<T>(s.head_dim);
+    for (auto _ : state) {
+        if (Fused) {
+            rotary::apply_qk(t, L, q, k, positions::starting_at(start_position));
+        } else {
+            rotary::apply(t, L, q, positions::starting_at(start_position));
+            rotary::apply(t, L, k, positions::starting_at(start_position));
+        }
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements() + s.elements(kv_heads));
+}
+
+#if defined(_OPENMP)
+template <class T, layout L>
+void BM_omp2_in_place(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<T> x(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const auto& t = table<T>(s.head_dim);
+    omp_set_num_threads(2);
+    for (auto _ : state) {
+        rotary::apply_parallel(t, L, x, positions::starting_at(start_position));
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+#endif
+
+template <class T>
+const char* type_name() {
+    return std::is_same<T, double>::value ? "fp64" : "fp32";
+}
+const char* layout_tag(layout l) { return l == layout::interleaved ? "interleaved" : "half_split"; }
+
+// Rows are registered shape by shape, so that each shape's limits and kernels print together.
+template <class F, class... Extra>
+void add_row(const std::string& name, std::int64_t head_dim, std::int64_t tokens, F f, Extra... extra) {
+    benchmark::RegisterBenchmark(name.c_str(), f, extra...)
+        ->Args({head_dim, tokens})
+        ->ArgNames({"head_dim", "tokens"})
+        ->UseRealTime();
+}
+
+template <class T, layout L>
+void add_layout_rows(const std::string& prefix, std::int64_t d, std::int64_t n) {
+    const std::string p = prefix + layout_tag(L) + "/";
+    add_row(p + "in_place/default", d, n, BM_default_in_place<T, L>);
+    add_row(p + "out_of_place/default", d, n, BM_default_out_of_place<T, L>);
+    add_row(p + "in_place/scalar", d, n, BM_kernels_in_place<T, L>, &scalar_set);
+    add_row(p + "in_place/sse2", d, n, BM_kernels_in_place<T, L>, &arch_set<xsimd::sse2, rotary_kernel_set_sse2>);
+    add_row(p + "in_place/avx2", d, n, BM_kernels_in_place<T, L>,
+            &arch_set<xsimd::fma3<xsimd::avx2>, rotary_kernel_set_avx2>);
+    add_row(p + "in_place/avx512bw", d, n, BM_kernels_in_place<T, L>,
+            &arch_set<xsimd::avx512bw, rotary_kernel_set_avx512bw>);
+    add_row(p + "in_place/position_ids", d, n, BM_position_ids_in_place<T, L>);
+    add_row(p + "qk_in_place/fused", d, n, BM_qk_in_place<T, L, true>);
+    add_row(p + "qk_in_place/two_calls", d, n, BM_qk_in_place<T, L, false>);
+#if defined(_OPENMP)
+    add_row(p + "in_place/omp2", d, n, BM_omp2_in_place<T, L>);
+#endif
+}
+
+template <class T>
+void add_rows() {
+    for (std::int64_t d : {128, 64})
+        for (std::int64_t n : {4096, 64, 1}) {
+            const std::string p = std::string(type_name<T>()) + "/";
+            add_row(p + "limit/memcpy", d, n, BM_memcpy<T>);
+            add_row(p + "limit/scale_in_place", d, n, BM_scale_in_place<T>);
+            add_layout_rows<T, layout::interleaved>(p, d, n);
+            add_layout_rows<T, layout::half_split>(p, d, n);
+        }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    add_rows<float>();
+    add_rows<double>();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::AddCustomContext("default_arch", xsimd::default_arch::name());
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,54 @@
+# rotary_arch_flags(<var> <arch>): the compile flags of one xsimd arch, for a translation unit
+# that instantiates rotary's kernels for it (tests, benchmarks, runtime dispatch).
+#   sse2       x86-64 baseline
+#   avx2       AVX2 with FMA (xsimd::fma3<xsimd::avx2>)
+#   avx512bw   AVX-512 F/CD/DQ/BW (xsimd::avx512bw)
+function(rotary_arch_flags var arch)
+  if(arch STREQUAL "sse2")
+    set(flags -msse2)
+  elseif(arch STREQUAL "avx2")
+    set(flags -mavx2 -mfma)
+  elseif(arch STREQUAL "avx512bw")
+    set(flags -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx2 -mfma)
+  else()
+    message(FATAL_ERROR "rotary_arch_flags: unknown arch '${arch}' (sse2, avx2, avx512bw)")
+  endif()
+  set(${var} ${flags} PARENT_SCOPE)
+endfunction()
+
+# The xsimd arch type of each name above.
+function(rotary_arch_type var arch)
+  if(arch STREQUAL "sse2")
+    set(${var} "xsimd::sse2" PARENT_SCOPE)
+  elseif(arch STREQUAL "avx2")
+    set(${var} "xsimd::fma3<xsimd::avx2>" PARENT_SCOPE)
+  elseif(arch STREQUAL "avx512bw")
+    set(${var} "xsimd::avx512bw" PARENT_SCOPE)
+  else()
+    message(FATAL_ERROR "rotary_arch_type: unknown arch '${arch}' (sse2, avx2, avx512bw)")
+  endif()
+endfunction()
+
+# rotary_add_kernel_sets(<target> ARCHS <arch>... [SOURCES_VAR <var>])
+# Adds to <target> one translation unit per arch, compiled with that arch's flags, that defines
+# `const rotary::kernel_set& rotary_kernel_set_<arch>()` (see <rotary/kernel_set.hpp>): every
+# kernel instantiated for that arch, callable from code built for the x86-64 baseline once the
+# caller has checked the CPU (rotary::cpu_supports). The generated sources go to <var> if given.
+set(_rotary_kernel_set_template "${CMAKE_CURRENT_LIST_DIR}/rotary_kernel_set.cpp.in")
+function(rotary_add_kernel_sets target)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "SOURCES_VAR" "ARCHS")
+  set(sources)
+  foreach(arch IN LISTS arg_ARCHS)
+    rotary_arch_flags(flags ${arch})
+    rotary_arch_type(ROTARY_ARCH_TYPE ${arch})
+    set(ROTARY_ARCH_ID ${arch})
+    set(source "${CMAKE_CURRENT_BINARY_DIR}/${target}_kernel_set_${arch}.cpp")
+    configure_file("${_rotary_kernel_set_template}" "${source}" @ONLY)
+    set_source_files_properties("${source}" PROPERTIES COMPILE_OPTIONS "${flags}")
+    target_sources(${target} PRIVATE "${source}")
+    list(APPEND sources "${source}")
+  endforeach()
+  if(arg_SOURCES_VAR)
+    set(${arg_SOURCES_VAR} ${sources} PARENT_SCOPE)
+  endif()
+endfunction()

@@ -1,0 +1,267 @@
+// rotary: the public entry points (layer 5 of DESIGN.md): validate, pick the kernel, walk tokens.
+// SPDX-License-Identifier: MIT
+#ifndef ROTARY_APPLY_HPP
+#define ROTARY_APPLY_HPP
+
+#include <cstddef>
+#include <string>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "detail/checks.hpp"
+#include "detail/kernels.hpp"
+#include "table.hpp"
+#include "types.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+ROTARY_DIAGNOSTIC_PUSH
+
+namespace rotary {
+namespace detail {
+
+// A validated call: up to two buffers (q and k) rotated with the same positions. Building one
+// (make_job) does every check; running one (run) does none and cannot fail.
+template <class T, class C>
+struct rope_job {
+    const C* table = nullptr;  // row m at table + m * row_stride: cos, then sin at + padded_pairs
+    std::size_t row_stride = 0;
+    std::size_t padded_pairs = 0;
+    std::size_t pairs = 0;
+    layout pair_layout = layout::half_split;
+    C sign = 1;  // +1 forward, -1 inverse
+    positions pos = positions::starting_at(0);
+    token_span range;
+    std::size_t buffers = 0;
+    heads_view<const T> in[2];
+    heads_view<T> out[2];
+};
+
+template <class T, class C>
+void check_table_matches(const rope_table<C>&) {
+    static_assert(!std::is_const<T>::value, "rotating in place needs a mutable view: heads_view<T>, not heads_view<const T>");
+    static_assert(std::is_same<C, compute_type_t<T>>::value,
+                  "the table's element type must be compute_type_t<T>: rope_table<float> for fp32 and half "
+                  "buffers, rope_table<double> for fp64 buffers");
+}
+
+// names: {in name, out name} per buffer; for an in-place buffer both name the same view.
+template <class T, class C>
+rope_job<T, C> make_job(const rope_table<C>& table, layout pair_layout, std::size_t buffers,
+                        const heads_view<const T>* in, const heads_view<T>* out, const char* const (*names)[2],
+                        const positions& pos, const apply_options& options) {
+    check_table_matches<T>(table);
+    if (pair_layout != layout::interleaved && pair_layout != layout::half_split)
+        throw_invalid("layout must be layout::interleaved or layout::half_split, got " +
+                      std::to_string(static_cast<int>(pair_layout)));
+    if (options.dir != direction::forward && options.dir != direction::inverse)
+        throw_invalid("direction must be direction::forward or direction::inverse, got " +
+                      std::to_string(static_cast<int>(options.dir)));
+    checked_view ins[2], outs[2];
+    bool in_place[2] = {false, false};
+    for (std::size_t i = 0; i < buffers; ++i) {
+        ins[i] = check_view(in[i], names[i][0]);
+        outs[i] = check_view(out[i], names[i][1]);
+        const checked_view& a = ins[i];
+        const checked_view& b = outs[i];
+        if (a.tokens != b.tokens || a.heads != b.heads || a.head_dim != b.head_dim)
+            throw_invalid(b.name + " is " + std::to_string(b.tokens) + " tokens x " + std::to_string(b.heads) +
+                          " heads x " + std::to_string(b.head_dim) + ", " + a.name + " is " +
+                          std::to_string(a.tokens) + " x " + std::to_string(a.heads) + " x " +
+                          std::to_string(a.head_dim));
+        if (table.rotary_dim() > a.head_dim)
+            throw_invalid("rotary_dim " + std::to_string(table.rotary_dim()) + " exceeds " + a.name +
+                          ".head_dim " + std::to_string(a.head_dim));
+        if (i > 0 && a.tokens != ins[0].tokens)
+            throw_invalid(a.name + ".tokens " + std::to_string(a.tokens) + " != " + ins[0].name + ".tokens " +
+                          std::to_string(ins[0].tokens));
+        check_rows_disjoint(b);
+        in_place[i] = same_rows(a, b);
+        if (!in_place[i]) check_disjoint(a, b);
+    }
+    // A buffer's output must not overlap another buffer's input or output.
+    for (std::size_t i = 0; i < buffers; ++i)
+        for (std::size_t j = 0; j < buffers; ++j)
+            if (i != j) {
+                if (i < j) check_disjoint(outs[i], outs[j]);
+                if (!in_place[j]) check_disjoint(outs[i], ins[j]);
+            }
+    rope_job<T, C> job;
+    job.range = check_token_range(options, buffers ? in[0].tokens : 0);
+    check_positions(pos, buffers ? in[0].tokens : 0, job.range, table.max_positions());
+    job.table = table.data();
+    job.row_stride = table.row_stride();
+    job.padded_pairs = table.padded_pairs();
+    job.pairs = table.pairs();
+    job.pair_layout = pair_layout;
+    job.sign = options.dir == direction::inverse ? C(-1) : C(1);
+    job.pos = pos;
+    job.buffers = buffers;
+    for (std::size_t i = 0; i < buffers; ++i) {
+        job.in[i] = in[i];
+        job.out[i] = out[i];
+    }
+    return job;
+}
+
+// Position of token t (positions::operator[] again, templated on Arch like everything run_tokens
+// calls; see kernels.hpp).
+template <class Arch>
+inline std::size_t position_of(const positions& p, std::size_t t) noexcept {
+    switch (p.source()) {
+        case positions::kind::offset: return static_cast<std::size_t>(p.start()) + t;
+        case positions::kind::ids32: return static_cast<std::size_t>(p.ids32()[t]);
+        default: return static_cast<std::size_t>(p.ids64()[t]);
+    }
+}
+
+template <class Arch, layout L, class T, class C>
+void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end) noexcept {
+    token_rows<T> rows[2];
+    for (std::size_t t = begin; t < end; ++t) {
+        const C* cos = job.table + position_of<Arch>(job.pos, t) * job.row_stride;
+        const C* sin = cos + job.padded_pairs;
+        const auto token = static_cast<std::ptrdiff_t>(t);
+        for (std::size_t i = 0; i < job.buffers; ++i)
+            rows[i] = {job.in[i].data + token * job.in[i].token_stride,
+                       job.out[i].data + token * job.out[i].token_stride,
+                       job.in[i].heads,
+                       job.in[i].head_dim,
+                       job.in[i].head_stride,
+                       job.out[i].head_stride};
+        rotate_token<Arch, L>(cos, sin, job.sign, job.pairs, rows, job.buffers);
+    }
+}
+
+// Tokens [begin, end) of a validated job; begin/end within job.range (a thread's share of it).
+template <class Arch, class T, class C>
+void run_tokens(const rope_job<T, C>& job, std::size_t begin, std::size_t end) noexcept {
+    if (job.pair_layout == layout::interleaved)
+        run_layout<Arch, layout::interleaved>(job, begin, end);
+    else
+        run_layout<Arch, layout::half_split>(job, begin, end);
+}
+
+template <class Arch, class T, class C>
+void run(const rope_job<T, C>& job) noexcept {
+    run_tokens<Arch>(job, job.range.begin, job.range.end);
+}
+
+#if defined(_OPENMP)
+// The job's tokens split in contiguous shares over the OpenMP threads.
+template <class Arch, class T, class C>
+void run_parallel(const rope_job<T, C>& job) noexcept {
+    const std::size_t first = job.range.begin, count = job.range.end - job.range.begin;
+#pragma omp parallel
+    {
+        const auto threads = static_cast<std::size_t>(omp_get_num_threads());
+        const auto i = static_cast<std::size_t>(omp_get_thread_num());
+        const std::size_t share = count / threads, extra = count % threads;
+        const std::size_t begin = first + i * share + (i < extra ? i : extra);
+        run_tokens<Arch>(job, begin, begin + share + (i < extra ? 1 : 0));
+    }
+}
+#endif
+
+constexpr const char* names_x[1][2] = {{"x", "x"}};
+constexpr const char* names_in_out[1][2] = {{"in", "out"}};
+constexpr const char* names_qk[2][2] = {{"q", "q"}, {"k", "k"}};
+constexpr const char* names_qk_in_out[2][2] = {{"q_in", "q_out"}, {"k_in", "k_out"}};
+
+template <class T, class C>
+rope_job<T, C> job_in_place(const rope_table<C>& table, layout pair_layout, heads_view<T> x, const positions& pos,
+                            const apply_options& options) {
+    const heads_view<const T> in[1] = {x};
+    return make_job(table, pair_layout, 1, in, &x, names_x, pos, options);
+}
+template <class T, class C>
+rope_job<T, C> job_out_of_place(const rope_table<C>& table, layout pair_layout, heads_view<const T> in,
+                                heads_view<T> out, const positions& pos, const apply_options& options) {
+    return make_job(table, pair_layout, 1, &in, &out, names_in_out, pos, options);
+}
+template <class T, class C>
+rope_job<T, C> job_qk_in_place(const rope_table<C>& table, layout pair_layout, heads_view<T> q, heads_view<T> k,
+                               const positions& pos, const apply_options& options) {
+    const heads_view<const T> in[2] = {q, k};
+    const heads_view<T> out[2] = {q, k};
+    return make_job(table, pair_layout, 2, in, out, names_qk, pos, options);
+}
+template <class T, class C>
+rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layout, heads_view<const T> q_in,
+                                   heads_view<T> q_out, heads_view<const T> k_in, heads_view<T> k_out,
+                                   const positions& pos, const apply_options& options) {
+    const heads_view<const T> in[2] = {q_in, k_in};
+    const heads_view<T> out[2] = {q_out, k_out};
+    return make_job(table, pair_layout, 2, in, out, names_qk_in_out, pos, options);
+}
+
+}  // namespace detail
+
+// Rotates x in place: every head of every token t in the options' token range, by the angles of
+// its position (paper Eq. 34). Arch is an xsimd arch (default: the one the compile flags allow)
+// or rotary::scalar. Throws std::invalid_argument / std::out_of_range before writing anything.
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply(const rope_table<C>& table, layout pair_layout, heads_view<T> x, const positions& pos,
+           const apply_options& options = {}) {
+    detail::run<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
+}
+
+// Rotates in into out (same shape, any strides; out must not overlap in unless it is the very
+// same rows, which is in place). Entries past rotary_dim are copied unchanged.
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> in,
+           heads_view<T> out, const positions& pos, const apply_options& options = {}) {
+    detail::run<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
+}
+
+// Rotates q and k in place with the same positions in one pass, reading each token's cos/sin once.
+// Head counts may differ (GQA, MQA); each view has its own strides and head_dim.
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply_qk(const rope_table<C>& table, layout pair_layout, heads_view<T> q, heads_view<T> k,
+              const positions& pos, const apply_options& options = {}) {
+    detail::run<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
+}
+
+// Fused q and k, out of place.
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply_qk(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> q_in,
+              heads_view<T> q_out, heads_view<const detail::identity_t<T>> k_in, heads_view<T> k_out,
+              const positions& pos, const apply_options& options = {}) {
+    detail::run<Arch>(detail::job_qk_out_of_place(table, pair_layout, q_in, q_out, k_in, k_out, pos, options));
+}
+
+#if defined(_OPENMP)
+// The same four entry points, with the tokens split over the OpenMP threads (compiled only when
+// the including translation unit has OpenMP). Validation happens once, before the parallel region.
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply_parallel(const rope_table<C>& table, layout pair_layout, heads_view<T> x, const positions& pos,
+                    const apply_options& options = {}) {
+    detail::run_parallel<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
+}
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply_parallel(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> in,
+                    heads_view<T> out, const positions& pos, const apply_options& options = {}) {
+    detail::run_parallel<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
+}
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, heads_view<T> q, heads_view<T> k,
+                       const positions& pos, const apply_options& options = {}) {
+    detail::run_parallel<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
+}
+template <class Arch = xsimd::default_arch, class T, class C>
+void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> q_in,
+                       heads_view<T> q_out, heads_view<const detail::identity_t<T>> k_in, heads_view<T> k_out,
+                       const positions& pos, const apply_options& options = {}) {
+    detail::run_parallel<Arch>(
+        detail::job_qk_out_of_place(table, pair_layout, q_in, q_out, k_in, k_out, pos, options));
+}
+#endif
+
+}  // namespace rotary
+
+ROTARY_DIAGNOSTIC_POP
+
+#endif  // ROTARY_APPLY_HPP

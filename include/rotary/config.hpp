@@ -1,0 +1,25 @@
+// rotary: Rotary Position Embedding (RoPE) kernels, header-only.
+// SPDX-License-Identifier: MIT
+#ifndef ROTARY_CONFIG_HPP
+#define ROTARY_CONFIG_HPP
+
+#define ROTARY_VERSION_MAJOR 0
+#define ROTARY_VERSION_MINOR 1
+#define ROTARY_VERSION_PATCH 0
+
+// g++ 12 warns -Wmaybe-uninitialized / -Wuninitialized from inside the AVX-512 intrinsics that
+// xsimd and Eigen inline into our kernels (GCC bug 105593, `_mm512_undefined_*`), even when the
+// headers are system headers. The warning is false; silence it for our headers only, so a
+// consumer building with -Werror is not broken by it.
+#if defined(__GNUC__) && !defined(__clang__)
+#define ROTARY_DIAGNOSTIC_PUSH                                  \
+    _Pragma("GCC diagnostic push")                              \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define ROTARY_DIAGNOSTIC_POP _Pragma("GCC diagnostic pop")
+#else
+#define ROTARY_DIAGNOSTIC_PUSH
+#define ROTARY_DIAGNOSTIC_POP
+#endif
+
+#endif  // ROTARY_CONFIG_HPP

@@ -1,0 +1,128 @@
+// rotary: the few per-arch steps the kernels need, written once on xsimd::batch<T, Arch>.
+// SPDX-License-Identifier: MIT
+#ifndef ROTARY_DETAIL_SIMD_HPP
+#define ROTARY_DETAIL_SIMD_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../types.hpp"
+
+ROTARY_DIAGNOSTIC_PUSH
+
+namespace rotary {
+namespace detail {
+
+template <class Arch>
+constexpr bool is_avx512 = std::is_base_of<xsimd::avx512f, Arch>::value;
+
+// How many vectors of cos and of sin a kernel keeps in registers for one token: 2 * 8 of the 32
+// zmm registers on AVX-512, 2 * 4 of the 16 on SSE/AVX, leaving room for the data in flight.
+template <class Arch>
+constexpr std::size_t max_chunk_vectors = is_avx512<Arch> ? 8 : 4;
+
+// Loads and stores that convert the storage type T to the compute type C and back. fp32 and fp64
+// need no conversion; <rotary/half.hpp> adds overloads for Eigen::half and Eigen::bfloat16.
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> load_as(const C* p) noexcept {
+    return xsimd::batch<C, Arch>::load_unaligned(p);
+}
+template <class Arch, class C>
+inline void store_from(C* p, const xsimd::batch<C, Arch>& v) noexcept {
+    v.store_unaligned(p);
+}
+
+template <class T>
+struct swap_adjacent {  // [x1 x0 x3 x2 ...]
+    static constexpr T get(T i, T) noexcept { return i ^ T(1); }
+};
+template <class T>
+struct duplicate_low_half {  // [c0 c0 c1 c1 ... c_{W/2-1} c_{W/2-1}]
+    static constexpr T get(T i, T) noexcept { return i / 2; }
+};
+
+template <class Arch, class C>
+using index_batch = xsimd::batch<xsimd::as_unsigned_integer_t<C>, Arch>;
+
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> swap_pairs(const xsimd::batch<C, Arch>& x) noexcept {
+    using I = xsimd::as_unsigned_integer_t<C>;
+    return xsimd::swizzle(x, xsimd::make_batch_constant<index_batch<Arch, C>, swap_adjacent<I>>());
+}
+
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> duplicate_pairs(const xsimd::batch<C, Arch>& x) noexcept {
+    using I = xsimd::as_unsigned_integer_t<C>;
+    return xsimd::swizzle(x, xsimd::make_batch_constant<index_batch<Arch, C>, duplicate_low_half<I>>());
+}
+
+// x*y + z as one FMA. xsimd 8.1 has real FMAs on fma3<...> archs but falls back to a separate
+// multiply and add on AVX-512 (clang 14 does not fuse them), so that one arch gets the intrinsic.
+// [-1 +1 -1 +1 ...]: the signs of Eq. 34's second term, [-x2, x1, -x4, x3, ...] * sin.
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> alternating_signs() noexcept {
+    alignas(64) static constexpr C signs[16] = {-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1};
+    static_assert(xsimd::batch<C, Arch>::size <= 16, "wider than AVX-512");
+    return xsimd::batch<C, Arch>::load_aligned(signs);
+}
+
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> fmadd(const xsimd::batch<C, Arch>& x, const xsimd::batch<C, Arch>& y,
+                                   const xsimd::batch<C, Arch>& z) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (is_avx512<Arch>) {
+        if constexpr (std::is_same<C, float>::value)
+            return _mm512_fmadd_ps(x, y, z);
+        else
+            return _mm512_fmadd_pd(x, y, z);
+    } else
+#endif
+        return xsimd::fma(x, y, z);
+}
+
+// z - x*y as one FMA where the arch has it (see fmadd).
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> fnmadd(const xsimd::batch<C, Arch>& x, const xsimd::batch<C, Arch>& y,
+                                    const xsimd::batch<C, Arch>& z) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (is_avx512<Arch>) {
+        if constexpr (std::is_same<C, float>::value)
+            return _mm512_fnmadd_ps(x, y, z);
+        else
+            return _mm512_fnmadd_pd(x, y, z);
+    } else
+#endif
+        return xsimd::fnma(x, y, z);
+}
+
+}  // namespace detail
+
+// Whether this CPU runs Arch (the scalar tag always runs). xsimd's Arch::available() only says
+// that the arch was compiled in; this asks the CPU.
+template <class Arch>
+inline bool cpu_supports() noexcept {
+    if constexpr (std::is_same<Arch, scalar>::value) {
+        return true;
+    } else {
+        const auto cpu = xsimd::available_architectures();
+        if constexpr (std::is_same<Arch, xsimd::avx512bw>::value) return cpu.avx512bw && cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
+        else if constexpr (std::is_same<Arch, xsimd::avx512dq>::value) return cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
+        else if constexpr (std::is_same<Arch, xsimd::avx512cd>::value) return cpu.avx512cd && cpu.avx512f;
+        else if constexpr (std::is_same<Arch, xsimd::avx512f>::value) return cpu.avx512f;
+        else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx2>>::value) return cpu.fma3_avx2 && cpu.avx2;
+        else if constexpr (std::is_same<Arch, xsimd::avx2>::value) return cpu.avx2;
+        else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx>>::value) return cpu.fma3_avx && cpu.avx;
+        else if constexpr (std::is_same<Arch, xsimd::avx>::value) return cpu.avx;
+        else if constexpr (std::is_same<Arch, xsimd::sse2>::value) return cpu.sse2;
+        else return Arch::version() <= cpu.best;
+    }
+}
+
+}  // namespace rotary
+
+ROTARY_DIAGNOSTIC_POP
+
+#endif  // ROTARY_DETAIL_SIMD_HPP

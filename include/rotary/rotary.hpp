@@ -1,0 +1,14 @@
+// rotary: Rotary Position Embedding (RoPE) kernels, header-only. The umbrella header.
+// SPDX-License-Identifier: MIT
+#ifndef ROTARY_ROTARY_HPP
+#define ROTARY_ROTARY_HPP
+
+#include "config.hpp"
+#include "types.hpp"
+#include "frequencies.hpp"
+#include "angles.hpp"
+#include "table.hpp"
+#include "apply.hpp"
+#include "kernel_set.hpp"
+
+#endif  // ROTARY_ROTARY_HPP
