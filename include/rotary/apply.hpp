@@ -24,20 +24,27 @@ namespace rotary {
 namespace detail {
 
 // A validated call: up to two buffers (q and k) rotated with the same positions. Building one
-// (make_job) does every check; running one (run) does none and cannot fail.
+// (make_job) does every check; running one (run) does none and cannot fail. Plain fields, each
+// written once by make_job (decode calls are short enough for a struct copy to show).
 template <class T, class C>
 struct rope_job {
-    const C* table = nullptr;  // row m at table + m * row_stride: cos, then sin at + padded_pairs
-    std::size_t row_stride = 0;
-    std::size_t padded_pairs = 0;
-    std::size_t pairs = 0;
-    layout pair_layout = layout::half_split;
-    C sign = 1;  // +1 forward, -1 inverse
-    positions pos = positions::starting_at(0);
+    const C* table;  // row m at table + m * row_stride: cos, then sin at + padded_pairs
+    std::size_t row_stride;
+    std::size_t padded_pairs;
+    std::size_t pairs;
+    layout pair_layout;
+    C sign;  // +1 forward, -1 inverse
+    positions::kind position_source;
+    std::int64_t start;  // positions::kind::offset
+    const void* ids;     // int32 or int64 ids, by position_source
     token_span range;
-    std::size_t buffers = 0;
-    heads_view<const T> in[2];
-    heads_view<T> out[2];
+    std::size_t buffers;
+    struct buffer {
+        const T* in;
+        T* out;
+        std::size_t heads, head_dim;
+        std::ptrdiff_t in_token_stride, in_head_stride, out_token_stride, out_head_stride;
+    } buffer[2];
 };
 
 template <class T, class C>
@@ -48,73 +55,103 @@ void check_table_matches(const rope_table<C>&) {
                   "buffers, rope_table<double> for fp64 buffers");
 }
 
-// names: {in name, out name} per buffer; for an in-place buffer both name the same view.
-template <class T, class C>
-rope_job<T, C> make_job(const rope_table<C>& table, layout pair_layout, std::size_t buffers,
-                        const heads_view<const T>* in, const heads_view<T>* out, const char* const (*names)[2],
-                        const positions& pos, const apply_options& options) {
+// names: {in name, out name} per buffer; for an in-place buffer both name the same view. The buffer
+// count is a template parameter so that the loops unroll and every checked_view lives in registers.
+// The views come by pointer, never copied (see check_view on struct copies); InView is
+// heads_view<T> for in-place calls and heads_view<const T> otherwise.
+template <std::size_t buffers, class InView, class T, class C>
+ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout pair_layout,
+                                             const InView* const (&in_views)[buffers],
+                                             const heads_view<T>* const (&out_views)[buffers],
+                                             const char* const (&names)[buffers][2], const positions& pos,
+                                             const apply_options& options) {
     check_table_matches<T>(table);
     if (pair_layout != layout::interleaved && pair_layout != layout::half_split)
-        throw_invalid("layout must be layout::interleaved or layout::half_split, got " +
-                      std::to_string(static_cast<int>(pair_layout)));
+        fail_invalid([&] {
+            return "layout must be layout::interleaved or layout::half_split, got " +
+                   std::to_string(static_cast<int>(pair_layout));
+        });
     if (options.dir != direction::forward && options.dir != direction::inverse)
-        throw_invalid("direction must be direction::forward or direction::inverse, got " +
-                      std::to_string(static_cast<int>(options.dir)));
-    checked_view ins[2], outs[2];
-    bool in_place[2] = {false, false};
+        fail_invalid([&] {
+            return "direction must be direction::forward or direction::inverse, got " +
+                   std::to_string(static_cast<int>(options.dir));
+        });
+    rope_job<T, C> job;
+    checked_view ins[buffers], outs[buffers];
+    const checked_view* written[buffers];  // outs[i], or ins[i] when out[i] is the same view
+    bool in_place[buffers];
     for (std::size_t i = 0; i < buffers; ++i) {
-        ins[i] = check_view(in[i], names[i][0]);
-        outs[i] = check_view(out[i], names[i][1]);
+        const InView& in = *in_views[i];
+        const heads_view<T>& out = *out_views[i];
         const checked_view& a = ins[i];
-        const checked_view& b = outs[i];
+        check_view(in, names[i][0], ins[i]);
+        const bool same_view = in.data == out.data && in.token_stride == out.token_stride &&
+                               in.head_stride == out.head_stride && in.tokens == out.tokens && in.heads == out.heads &&
+                               in.head_dim == out.head_dim;
+        if (!same_view) check_view(out, names[i][1], outs[i]);
+        written[i] = same_view ? &ins[i] : &outs[i];
+        const checked_view& b = *written[i];
         if (a.tokens != b.tokens || a.heads != b.heads || a.head_dim != b.head_dim)
-            throw_invalid(b.name + " is " + std::to_string(b.tokens) + " tokens x " + std::to_string(b.heads) +
-                          " heads x " + std::to_string(b.head_dim) + ", " + a.name + " is " +
-                          std::to_string(a.tokens) + " x " + std::to_string(a.heads) + " x " +
-                          std::to_string(a.head_dim));
+            fail_invalid([&] {
+                return std::string(b.name) + " is " + std::to_string(b.tokens) + " tokens x " +
+                       std::to_string(b.heads) + " heads x " + std::to_string(b.head_dim) + ", " + a.name + " is " +
+                       std::to_string(a.tokens) + " x " + std::to_string(a.heads) + " x " + std::to_string(a.head_dim);
+            });
         if (table.rotary_dim() > a.head_dim)
-            throw_invalid("rotary_dim " + std::to_string(table.rotary_dim()) + " exceeds " + a.name +
-                          ".head_dim " + std::to_string(a.head_dim));
+            fail_invalid([&] {
+                return "rotary_dim " + std::to_string(table.rotary_dim()) + " exceeds " + std::string(a.name) +
+                       ".head_dim " + std::to_string(a.head_dim);
+            });
         if (i > 0 && a.tokens != ins[0].tokens)
-            throw_invalid(a.name + ".tokens " + std::to_string(a.tokens) + " != " + ins[0].name + ".tokens " +
-                          std::to_string(ins[0].tokens));
+            fail_invalid([&] {
+                return std::string(a.name) + ".tokens " + std::to_string(a.tokens) + " != " + ins[0].name +
+                       ".tokens " + std::to_string(ins[0].tokens);
+            });
         check_rows_disjoint(b);
-        in_place[i] = same_rows(a, b);
+        in_place[i] = same_view || same_rows(a, b);
         if (!in_place[i]) check_disjoint(a, b);
+        // field by field: see check_view on struct copies
+        auto& jb = job.buffer[i];
+        jb.in = in.data;
+        jb.out = out.data;
+        jb.heads = in.heads;
+        jb.head_dim = in.head_dim;
+        jb.in_token_stride = in.token_stride;
+        jb.in_head_stride = in.head_stride;
+        jb.out_token_stride = out.token_stride;
+        jb.out_head_stride = out.head_stride;
     }
     // A buffer's output must not overlap another buffer's input or output.
     for (std::size_t i = 0; i < buffers; ++i)
         for (std::size_t j = 0; j < buffers; ++j)
             if (i != j) {
-                if (i < j) check_disjoint(outs[i], outs[j]);
-                if (!in_place[j]) check_disjoint(outs[i], ins[j]);
+                if (i < j) check_disjoint(*written[i], *written[j]);
+                if (!in_place[j]) check_disjoint(*written[i], ins[j]);
             }
-    rope_job<T, C> job;
-    job.range = check_token_range(options, buffers ? in[0].tokens : 0);
-    check_positions(pos, buffers ? in[0].tokens : 0, job.range, table.max_positions());
+    const std::size_t tokens = in_views[0]->tokens;
+    job.range = check_token_range(options, tokens);
+    check_positions(pos, tokens, job.range, table.max_positions());
     job.table = table.data();
     job.row_stride = table.row_stride();
     job.padded_pairs = table.padded_pairs();
     job.pairs = table.pairs();
     job.pair_layout = pair_layout;
     job.sign = options.dir == direction::inverse ? C(-1) : C(1);
-    job.pos = pos;
+    job.position_source = pos.source();
+    job.start = pos.start();
+    job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
+                                                      : static_cast<const void*>(pos.ids64());
     job.buffers = buffers;
-    for (std::size_t i = 0; i < buffers; ++i) {
-        job.in[i] = in[i];
-        job.out[i] = out[i];
-    }
     return job;
 }
 
-// Position of token t (positions::operator[] again, templated on Arch like everything run_tokens
-// calls; see kernels.hpp).
-template <class Arch>
-inline std::size_t position_of(const positions& p, std::size_t t) noexcept {
-    switch (p.source()) {
-        case positions::kind::offset: return static_cast<std::size_t>(p.start()) + t;
-        case positions::kind::ids32: return static_cast<std::size_t>(p.ids32()[t]);
-        default: return static_cast<std::size_t>(p.ids64()[t]);
+// Position of token t (templated on Arch like everything run_tokens calls; see kernels.hpp).
+template <class Arch, class T, class C>
+inline std::size_t position_of(const rope_job<T, C>& job, std::size_t t) noexcept {
+    switch (job.position_source) {
+        case positions::kind::offset: return static_cast<std::size_t>(job.start) + t;
+        case positions::kind::ids32: return static_cast<std::size_t>(static_cast<const std::int32_t*>(job.ids)[t]);
+        default: return static_cast<std::size_t>(static_cast<const std::int64_t*>(job.ids)[t]);
     }
 }
 
@@ -122,16 +159,16 @@ template <class Arch, layout L, class T, class C>
 void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end) noexcept {
     token_rows<T> rows[2];
     for (std::size_t t = begin; t < end; ++t) {
-        const C* cos = job.table + position_of<Arch>(job.pos, t) * job.row_stride;
+        const C* cos = job.table + position_of<Arch>(job, t) * job.row_stride;
         const C* sin = cos + job.padded_pairs;
         const auto token = static_cast<std::ptrdiff_t>(t);
         for (std::size_t i = 0; i < job.buffers; ++i)
-            rows[i] = {job.in[i].data + token * job.in[i].token_stride,
-                       job.out[i].data + token * job.out[i].token_stride,
-                       job.in[i].heads,
-                       job.in[i].head_dim,
-                       job.in[i].head_stride,
-                       job.out[i].head_stride};
+            rows[i] = {job.buffer[i].in + token * job.buffer[i].in_token_stride,
+                       job.buffer[i].out + token * job.buffer[i].out_token_stride,
+                       job.buffer[i].heads,
+                       job.buffer[i].head_dim,
+                       job.buffer[i].in_head_stride,
+                       job.buffer[i].out_head_stride};
         rotate_token<Arch, L>(cos, sin, job.sign, job.pairs, rows, job.buffers);
     }
 }
@@ -172,30 +209,31 @@ constexpr const char* names_qk[2][2] = {{"q", "q"}, {"k", "k"}};
 constexpr const char* names_qk_in_out[2][2] = {{"q_in", "q_out"}, {"k_in", "k_out"}};
 
 template <class T, class C>
-rope_job<T, C> job_in_place(const rope_table<C>& table, layout pair_layout, heads_view<T> x, const positions& pos,
+ROTARY_ALWAYS_INLINE rope_job<T, C> job_in_place(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
                             const apply_options& options) {
-    const heads_view<const T> in[1] = {x};
-    return make_job(table, pair_layout, 1, in, &x, names_x, pos, options);
+    const heads_view<T>* const views[1] = {&x};
+    return make_job(table, pair_layout, views, views, names_x, pos, options);
 }
 template <class T, class C>
-rope_job<T, C> job_out_of_place(const rope_table<C>& table, layout pair_layout, heads_view<const T> in,
-                                heads_view<T> out, const positions& pos, const apply_options& options) {
-    return make_job(table, pair_layout, 1, &in, &out, names_in_out, pos, options);
+ROTARY_ALWAYS_INLINE rope_job<T, C> job_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const T>& in,
+                                const heads_view<T>& out, const positions& pos, const apply_options& options) {
+    const heads_view<const T>* const ins[1] = {&in};
+    const heads_view<T>* const outs[1] = {&out};
+    return make_job(table, pair_layout, ins, outs, names_in_out, pos, options);
 }
 template <class T, class C>
-rope_job<T, C> job_qk_in_place(const rope_table<C>& table, layout pair_layout, heads_view<T> q, heads_view<T> k,
+ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_in_place(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
                                const positions& pos, const apply_options& options) {
-    const heads_view<const T> in[2] = {q, k};
-    const heads_view<T> out[2] = {q, k};
-    return make_job(table, pair_layout, 2, in, out, names_qk, pos, options);
+    const heads_view<T>* const views[2] = {&q, &k};
+    return make_job(table, pair_layout, views, views, names_qk, pos, options);
 }
 template <class T, class C>
-rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layout, heads_view<const T> q_in,
-                                   heads_view<T> q_out, heads_view<const T> k_in, heads_view<T> k_out,
+ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const T>& q_in,
+                                   const heads_view<T>& q_out, const heads_view<const T>& k_in, const heads_view<T>& k_out,
                                    const positions& pos, const apply_options& options) {
-    const heads_view<const T> in[2] = {q_in, k_in};
-    const heads_view<T> out[2] = {q_out, k_out};
-    return make_job(table, pair_layout, 2, in, out, names_qk_in_out, pos, options);
+    const heads_view<const T>* const ins[2] = {&q_in, &k_in};
+    const heads_view<T>* const outs[2] = {&q_out, &k_out};
+    return make_job(table, pair_layout, ins, outs, names_qk_in_out, pos, options);
 }
 
 }  // namespace detail
@@ -204,7 +242,7 @@ rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layou
 // its position (paper Eq. 34). Arch is an xsimd arch (default: the one the compile flags allow)
 // or rotary::scalar. Throws std::invalid_argument / std::out_of_range before writing anything.
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply(const rope_table<C>& table, layout pair_layout, heads_view<T> x, const positions& pos,
+void apply(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
            const apply_options& options = {}) {
     detail::run<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
 }
@@ -212,23 +250,23 @@ void apply(const rope_table<C>& table, layout pair_layout, heads_view<T> x, cons
 // Rotates in into out (same shape, any strides; out must not overlap in unless it is the very
 // same rows, which is in place). Entries past rotary_dim are copied unchanged.
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> in,
-           heads_view<T> out, const positions& pos, const apply_options& options = {}) {
+void apply(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
+           const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
     detail::run<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
 }
 
 // Rotates q and k in place with the same positions in one pass, reading each token's cos/sin once.
 // Head counts may differ (GQA, MQA); each view has its own strides and head_dim.
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply_qk(const rope_table<C>& table, layout pair_layout, heads_view<T> q, heads_view<T> k,
+void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
               const positions& pos, const apply_options& options = {}) {
     detail::run<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
 }
 
 // Fused q and k, out of place.
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply_qk(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> q_in,
-              heads_view<T> q_out, heads_view<const detail::identity_t<T>> k_in, heads_view<T> k_out,
+void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& q_in,
+              const heads_view<T>& q_out, const heads_view<const detail::identity_t<T>>& k_in, const heads_view<T>& k_out,
               const positions& pos, const apply_options& options = {}) {
     detail::run<Arch>(detail::job_qk_out_of_place(table, pair_layout, q_in, q_out, k_in, k_out, pos, options));
 }
@@ -237,23 +275,23 @@ void apply_qk(const rope_table<C>& table, layout pair_layout, heads_view<const d
 // The same four entry points, with the tokens split over the OpenMP threads (compiled only when
 // the including translation unit has OpenMP). Validation happens once, before the parallel region.
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply_parallel(const rope_table<C>& table, layout pair_layout, heads_view<T> x, const positions& pos,
+void apply_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
                     const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
 }
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply_parallel(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> in,
-                    heads_view<T> out, const positions& pos, const apply_options& options = {}) {
+void apply_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
+                    const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
 }
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, heads_view<T> q, heads_view<T> k,
+void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
                        const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
 }
 template <class Arch = xsimd::default_arch, class T, class C>
-void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, heads_view<const detail::identity_t<T>> q_in,
-                       heads_view<T> q_out, heads_view<const detail::identity_t<T>> k_in, heads_view<T> k_out,
+void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& q_in,
+                       const heads_view<T>& q_out, const heads_view<const detail::identity_t<T>>& k_in, const heads_view<T>& k_out,
                        const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(
         detail::job_qk_out_of_place(table, pair_layout, q_in, q_out, k_in, k_out, pos, options));

@@ -49,18 +49,45 @@ using compute_type_t = typename compute_type<std::remove_const_t<T>>::type;
 
 namespace detail {
 
-[[noreturn]] inline void throw_invalid(const std::string& what) {
+[[noreturn]] ROTARY_COLD inline void throw_invalid(const std::string& what) {
     throw std::invalid_argument("rotary: " + what);
 }
-[[noreturn]] inline void throw_range(const std::string& what) {
+[[noreturn]] ROTARY_COLD inline void throw_range(const std::string& what) {
     throw std::out_of_range("rotary: " + what);
+}
+
+// Throw with a message that message() builds: the message code stays in the cold function, out of
+// the caller's hot path.
+template <class Message>
+[[noreturn]] ROTARY_COLD void fail_invalid(const Message& message) {
+    throw std::invalid_argument("rotary: " + message());
+}
+template <class Message>
+[[noreturn]] ROTARY_COLD void fail_range(const Message& message) {
+    throw std::out_of_range("rotary: " + message());
+}
+
+// out = a * b; true when it overflows.
+inline bool mul_overflows(std::size_t a, std::size_t b, std::size_t& out) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_mul_overflow(a, b, &out);
+#else
+    out = a * b;
+    return a != 0 && out / a != b;
+#endif
+}
+// out = a + b; true when it overflows.
+inline bool add_overflows(std::size_t a, std::size_t b, std::size_t& out) noexcept {
+    out = a + b;
+    return out < a;
 }
 
 // a * b with a check, for sizes that come from a caller.
 inline std::size_t checked_mul(std::size_t a, std::size_t b, const char* what) {
-    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a)
-        throw_invalid(std::string(what) + " overflows: " + std::to_string(a) + " * " + std::to_string(b));
-    return a * b;
+    std::size_t out;
+    if (mul_overflows(a, b, out))
+        fail_invalid([&] { return std::string(what) + " overflows: " + std::to_string(a) + " * " + std::to_string(b); });
+    return out;
 }
 
 template <class T>

@@ -1,6 +1,8 @@
 // rotary: argument checks shared by every entry point. O(1) per call (plus one pass over the
 // position ids a call will read), all done before anything is written, so that bad input throws
-// and leaves every buffer bit-for-bit unchanged.
+// and leaves every buffer bit-for-bit unchanged. A decode call rotates 16 KiB in ~100 ns, so a
+// check that passes must cost a few instructions: no division, no allocation, messages built only
+// in the cold functions that throw.
 // SPDX-License-Identifier: MIT
 #ifndef ROTARY_DETAIL_CHECKS_HPP
 #define ROTARY_DETAIL_CHECKS_HPP
@@ -15,104 +17,100 @@
 namespace rotary {
 namespace detail {
 
-inline std::size_t checked_add(std::size_t a, std::size_t b, const char* what) {
-    if (b > std::numeric_limits<std::size_t>::max() - a)
-        throw_invalid(std::string(what) + " overflows: " + std::to_string(a) + " + " + std::to_string(b));
-    return a + b;
+inline std::string to_hex(std::uintptr_t x) {
+    const char* digits = "0123456789abcdef";
+    std::string s;
+    do {
+        s.insert(s.begin(), digits[x % 16]);
+        x /= 16;
+    } while (x != 0);
+    return "0x" + s;
 }
 
-// The bytes a view's rows cover, [begin, end); empty when it has no rows.
-struct byte_span {
-    std::uintptr_t begin = 0, end = 0;
-    bool empty() const noexcept { return begin == end; }
-};
-
-// A view of one buffer as the checks see it, with the name errors use ("q", "k_out", ...).
+// A view as the checks see it, with the name errors use ("q", "k_out", ...).
 struct checked_view {
-    std::string name;
-    std::uintptr_t address = 0;
-    std::size_t element_size = 0;
-    std::size_t tokens = 0, heads = 0, head_dim = 0;
-    std::size_t token_stride = 0, head_stride = 0;  // elements, checked non-negative
-    byte_span span;
+    const char* name;
+    std::uintptr_t address;
+    std::size_t element_size;
+    std::size_t tokens, heads, head_dim;
+    std::size_t token_stride, head_stride;  // elements, checked non-negative
+    std::uintptr_t end;                     // one past the last byte of the last row; == address when no rows
 
-    bool has_rows() const noexcept { return tokens != 0 && heads != 0 && head_dim != 0; }
-    // Extent in elements of one token's rows: from the first element of head 0 to the end of the last head.
+    bool has_rows() const noexcept { return end != address; }
+    // Elements from the first element of a token's head 0 to the end of its last head.
     std::size_t token_extent() const noexcept { return (heads - 1) * head_stride + head_dim; }
 };
 
+// Fills c field by field (no struct copy: a copy of freshly stored fields through one wide load is a
+// store-forwarding stall, which shows on a decode call).
 template <class T>
-checked_view check_view(const heads_view<T>& v, const std::string& name) {
-    checked_view c;
+ROTARY_ALWAYS_INLINE void check_view(const heads_view<T>& v, const char* name, checked_view& c) {
     c.name = name;
     c.address = reinterpret_cast<std::uintptr_t>(v.data);
     c.element_size = sizeof(T);
     c.tokens = v.tokens;
     c.heads = v.heads;
     c.head_dim = v.head_dim;
-    if (v.token_stride < 0)
-        throw_invalid(name + ".token_stride must be >= 0, got " + std::to_string(v.token_stride));
-    if (v.head_stride < 0)
-        throw_invalid(name + ".head_stride must be >= 0, got " + std::to_string(v.head_stride));
     c.token_stride = static_cast<std::size_t>(v.token_stride);
     c.head_stride = static_cast<std::size_t>(v.head_stride);
-    if (!c.has_rows()) return c;
+    c.end = c.address;
+    if (v.token_stride < 0)
+        fail_invalid([&] { return std::string(name) + ".token_stride must be >= 0, got " + std::to_string(v.token_stride); });
+    if (v.head_stride < 0)
+        fail_invalid([&] { return std::string(name) + ".head_stride must be >= 0, got " + std::to_string(v.head_stride); });
+    if (v.tokens == 0 || v.heads == 0 || v.head_dim == 0) return;
     if (v.data == nullptr)
-        throw_invalid(name + ".data is null with " + std::to_string(v.tokens) + " tokens x " +
-                      std::to_string(v.heads) + " heads x " + std::to_string(v.head_dim) + " elements");
-    const std::string what = name + " size";
-    std::size_t extent = checked_mul(v.tokens - 1, c.token_stride, what.c_str());
-    extent = checked_add(extent, checked_mul(v.heads - 1, c.head_stride, what.c_str()), what.c_str());
-    extent = checked_add(extent, v.head_dim, what.c_str());
-    const std::size_t bytes = checked_mul(extent, sizeof(T), what.c_str());
-    if (bytes > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) ||
+        fail_invalid([&] {
+            return std::string(name) + ".data is null with " + std::to_string(v.tokens) + " tokens x " +
+                   std::to_string(v.heads) + " heads x " + std::to_string(v.head_dim) + " elements";
+        });
+    // bytes = ((tokens-1)*token_stride + (heads-1)*head_stride + head_dim) * sizeof(T)
+    std::size_t a, b, extent, bytes;
+    if (mul_overflows(v.tokens - 1, c.token_stride, a) || mul_overflows(v.heads - 1, c.head_stride, b) ||
+        add_overflows(a, b, extent) || add_overflows(extent, v.head_dim, extent) ||
+        mul_overflows(extent, sizeof(T), bytes) ||
+        bytes > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) ||
         bytes > std::numeric_limits<std::uintptr_t>::max() - c.address)
-        throw_invalid(name + " spans " + std::to_string(bytes) + " bytes from its data pointer, past the address space");
-    c.span = {c.address, c.address + bytes};
-    return c;
+        fail_invalid([&] {
+            return std::string(name) + " size overflows the address space: " + std::to_string(v.tokens) +
+                   " tokens x token_stride " + std::to_string(v.token_stride) + ", " + std::to_string(v.heads) +
+                   " heads x head_stride " + std::to_string(v.head_stride) + ", head_dim " +
+                   std::to_string(v.head_dim) + ", from " + to_hex(c.address);
+        });
+    c.end = c.address + bytes;
 }
 
 // A written view's rows must not overlap each other (a row would be rotated twice). Checked in O(1)
-// with a sufficient condition: the smaller stride clears a row and the larger clears all rows
+// with a sufficient condition: the smaller stride clears a row, and the larger clears all rows
 // along the smaller one.
-inline void check_rows_disjoint(const checked_view& v) {
+ROTARY_ALWAYS_INLINE void check_rows_disjoint(const checked_view& v) {
     if (!v.has_rows() || (v.tokens == 1 && v.heads == 1)) return;
-    auto fail = [&] {
-        throw_invalid(v.name + " rows overlap: token_stride " + std::to_string(v.token_stride) + ", head_stride " +
-                      std::to_string(v.head_stride) + " for " + std::to_string(v.tokens) + " tokens x " +
-                      std::to_string(v.heads) + " heads of head_dim " + std::to_string(v.head_dim));
-    };
-    if (v.tokens == 1) {
-        if (v.head_stride < v.head_dim) fail();
-        return;
-    }
-    if (v.heads == 1) {
-        if (v.token_stride < v.head_dim) fail();
-        return;
-    }
-    const bool tokens_inner = v.token_stride <= v.head_stride;
+    const bool tokens_inner = v.heads == 1 || (v.tokens != 1 && v.token_stride <= v.head_stride);
     const std::size_t inner = tokens_inner ? v.token_stride : v.head_stride;
     const std::size_t inner_count = tokens_inner ? v.tokens : v.heads;
     const std::size_t outer = tokens_inner ? v.head_stride : v.token_stride;
-    if (inner < v.head_dim) fail();
-    // (inner_count - 1) * inner + head_dim <= outer, without overflow (inner <= outer here)
-    if ((inner_count - 1) > (outer - v.head_dim) / (inner == 0 ? 1 : inner) ||
-        (inner_count - 1) * inner + v.head_dim > outer)
-        fail();
+    const bool single_axis = v.tokens == 1 || v.heads == 1;
+    // (inner_count - 1) * inner + head_dim <= outer; it cannot overflow: the span was checked
+    if (inner < v.head_dim || (!single_axis && (inner_count - 1) * inner + v.head_dim > outer))
+        fail_invalid([&] {
+            return std::string(v.name) + " rows overlap: token_stride " + std::to_string(v.token_stride) +
+                   ", head_stride " + std::to_string(v.head_stride) + " for " + std::to_string(v.tokens) +
+                   " tokens x " + std::to_string(v.heads) + " heads of head_dim " + std::to_string(v.head_dim);
+        });
 }
 
 // Whether two views' rows can share a byte. Disjoint spans never do; two views with the same token
 // stride whose per-token blocks sit side by side (q, k and v of a packed QKV projection) never do
 // either, even though their spans interleave.
-inline bool rows_may_overlap(const checked_view& a, const checked_view& b) {
-    if (a.span.empty() || b.span.empty()) return false;
-    if (a.span.end <= b.span.begin || b.span.end <= a.span.begin) return false;
-    if (a.element_size != b.element_size) return true;
-    const std::size_t e = a.element_size;
+inline bool rows_may_overlap(const checked_view& a, const checked_view& b) noexcept {
+    if (!a.has_rows() || !b.has_rows()) return false;
+    if (a.end <= b.address || b.end <= a.address) return false;
     const std::size_t period = a.token_stride;
-    if (period == 0 || b.token_stride != period || a.tokens < 2 || b.tokens < 2) return true;
+    if (a.element_size != b.element_size || period == 0 || b.token_stride != period || a.tokens < 2 || b.tokens < 2)
+        return true;
     const std::size_t a_block = a.token_extent(), b_block = b.token_extent();
     if (a_block > period || b_block > period) return true;
+    const std::size_t e = a.element_size;
     const std::uintptr_t diff = b.address >= a.address ? b.address - a.address : a.address - b.address;
     if (diff % e != 0) return true;
     // offset of b's block within a's period, in elements, in [0, period)
@@ -121,25 +119,18 @@ inline bool rows_may_overlap(const checked_view& a, const checked_view& b) {
     return !(r >= a_block && r + b_block <= period);
 }
 
-inline bool same_rows(const checked_view& a, const checked_view& b) {
+// The very same rows: an "out-of-place" call on them is in place.
+ROTARY_ALWAYS_INLINE bool same_rows(const checked_view& a, const checked_view& b) noexcept {
     return a.address == b.address && a.tokens == b.tokens && a.heads == b.heads && a.head_dim == b.head_dim &&
            (a.tokens < 2 || a.token_stride == b.token_stride) && (a.heads < 2 || a.head_stride == b.head_stride);
 }
 
-inline std::string to_hex(std::uintptr_t x) {
-    const char* digits = "0123456789abcdef";
-    std::string s;
-    do {
-        s.insert(s.begin(), digits[x % 16]);
-        x /= 16;
-    } while (x != 0);
-    return s;
-}
-
 inline void check_disjoint(const checked_view& a, const checked_view& b) {
     if (rows_may_overlap(a, b))
-        throw_invalid(a.name + " and " + b.name + " overlap in memory (" + a.name + " at 0x" +
-                      to_hex(a.address) + ", " + b.name + " at 0x" + to_hex(b.address) + ")");
+        fail_invalid([&] {
+            return std::string(a.name) + " and " + b.name + " overlap in memory (" + a.name + " at " +
+                   to_hex(a.address) + ", " + b.name + " at " + to_hex(b.address) + ")";
+        });
 }
 
 // The token range a call works on: [begin, end) within [0, tokens).
@@ -147,40 +138,62 @@ struct token_span {
     std::size_t begin = 0, end = 0;
 };
 
-inline token_span check_token_range(const apply_options& o, std::size_t tokens) {
+ROTARY_ALWAYS_INLINE token_span check_token_range(const apply_options& o, std::size_t tokens) {
     const std::size_t end = o.token_end == apply_options::all_tokens ? tokens : o.token_end;
     if (o.token_begin > end || end > tokens)
-        throw_range("token range [" + std::to_string(o.token_begin) + ", " +
-                    (o.token_end == apply_options::all_tokens ? std::string("all") : std::to_string(o.token_end)) +
-                    ") is not within the view's " + std::to_string(tokens) + " tokens");
+        fail_range([&] {
+            return "token range [" + std::to_string(o.token_begin) + ", " +
+                   (o.token_end == apply_options::all_tokens ? std::string("all") : std::to_string(o.token_end)) +
+                   ") is not within the view's " + std::to_string(tokens) + " tokens";
+        });
     return {o.token_begin, end};
 }
 
+template <class Id>
+void check_ids(const Id* ids, token_span range, std::size_t max_positions) {
+    // One branch-free pass for the common case; the failing id is looked for only when one fails.
+    std::uint64_t bad = 0;
+    for (std::size_t t = range.begin; t < range.end; ++t)
+        bad |= static_cast<std::uint64_t>(static_cast<std::int64_t>(ids[t]) < 0) |
+               static_cast<std::uint64_t>(static_cast<std::uint64_t>(ids[t]) >= max_positions);
+    if (bad == 0) return;
+    for (std::size_t t = range.begin; t < range.end; ++t) {
+        const auto m = static_cast<std::int64_t>(ids[t]);
+        if (m < 0)
+            fail_invalid([&] { return "position id ids[" + std::to_string(t) + "] must be >= 0, got " + std::to_string(m); });
+        if (static_cast<std::uint64_t>(m) >= max_positions)
+            fail_range([&] {
+                return "position id ids[" + std::to_string(t) + "] = " + std::to_string(m) +
+                       " is >= the table's max_positions " + std::to_string(max_positions);
+            });
+    }
+}
+
 // Every position the call will read lies in [0, max_positions).
-inline void check_positions(const positions& p, std::size_t tokens, token_span range, std::size_t max_positions) {
-    const auto limit = static_cast<std::uint64_t>(max_positions);
+ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens, token_span range, std::size_t max_positions) {
     if (p.source() == positions::kind::offset) {
         if (p.start() < 0)
-            throw_invalid("position offset must be >= 0, got " + std::to_string(p.start()));
+            fail_invalid([&] { return "position offset must be >= 0, got " + std::to_string(p.start()); });
         if (range.begin == range.end) return;
         const std::uint64_t last = static_cast<std::uint64_t>(p.start()) + (range.end - 1);
-        if (last >= limit)
-            throw_range("positions " + std::to_string(p.start() + static_cast<std::int64_t>(range.begin)) + " .. " +
-                        std::to_string(last) + " reach past the table's max_positions " + std::to_string(max_positions));
+        if (last >= max_positions)
+            fail_range([&] {
+                return "positions " + std::to_string(static_cast<std::uint64_t>(p.start()) + range.begin) + " .. " +
+                       std::to_string(last) + " reach past the table's max_positions " + std::to_string(max_positions);
+            });
         return;
     }
     if (p.count() != tokens)
-        throw_invalid("position ids count " + std::to_string(p.count()) + " != tokens " + std::to_string(tokens));
+        fail_invalid([&] { return "position ids count " + std::to_string(p.count()) + " != tokens " + std::to_string(tokens); });
     if (range.begin == range.end) return;
-    if (p.ids32() == nullptr && p.ids64() == nullptr)
-        throw_invalid("position ids pointer is null with " + std::to_string(tokens) + " tokens");
-    for (std::size_t t = range.begin; t < range.end; ++t) {
-        const std::int64_t m = p[t];
-        if (m < 0)
-            throw_invalid("position id ids[" + std::to_string(t) + "] must be >= 0, got " + std::to_string(m));
-        if (static_cast<std::uint64_t>(m) >= limit)
-            throw_range("position id ids[" + std::to_string(t) + "] = " + std::to_string(m) +
-                        " is >= the table's max_positions " + std::to_string(max_positions));
+    if (p.source() == positions::kind::ids32) {
+        if (p.ids32() == nullptr)
+            fail_invalid([&] { return "position ids pointer is null with " + std::to_string(tokens) + " tokens"; });
+        check_ids(p.ids32(), range, max_positions);
+    } else {
+        if (p.ids64() == nullptr)
+            fail_invalid([&] { return "position ids pointer is null with " + std::to_string(tokens) + " tokens"; });
+        check_ids(p.ids64(), range, max_positions);
     }
 }
 
