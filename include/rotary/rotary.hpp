@@ -10,5 +10,6 @@
 #include "table.hpp"
 #include "apply.hpp"
 #include "kernel_set.hpp"
+#include "linear_attention.hpp"
 
 #endif  // ROTARY_ROTARY_HPP
