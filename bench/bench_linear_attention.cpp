@@ -17,6 +17,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_buffers.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -40,22 +42,7 @@ constexpr std::size_t heads = 8;
 constexpr std::size_t kv_heads = 8;
 constexpr std::size_t max_tokens = 32768;
 
-template <class T>
-using aligned_vector = std::vector<T, xsimd::aligned_allocator<T, 64>>;
-
-// 64-byte aligned random buffers, one per (elements, which), reused by every row.
-template <class T>
-T* buffer(std::size_t elements, int which) {
-    static std::map<std::pair<std::size_t, int>, std::unique_ptr<aligned_vector<T>>> buffers;
-    auto& slot = buffers[{elements, which}];
-    if (!slot) {
-        slot = std::make_unique<aligned_vector<T>>(elements);
-        std::mt19937 rng(static_cast<std::uint32_t>(elements * 3 + static_cast<std::size_t>(which)));
-        std::uniform_real_distribution<double> dist(-1.0, 1.0);
-        for (auto& x : *slot) x = static_cast<T>(dist(rng));
-    }
-    return slot->data();
-}
+using rotary_bench::buffer;
 
 template <class T>
 const rotary::rope_table<T>& table(std::size_t head_dim) {
@@ -84,38 +71,33 @@ std::map<std::pair<std::string, std::size_t>, double>& seconds_by_length() {
 
 // ---- The limit ----------------------------------------------------------------------------------
 
+// One FMA on each of the independent chains acc[I].
+template <class A, class T, std::size_t... I>
+inline void fma_chains(xsimd::batch<T, A> (&acc)[sizeof...(I)], const xsimd::batch<T, A>& x,
+                       const xsimd::batch<T, A>& y, std::index_sequence<I...>) {
+    ((acc[I] = rotary::detail::fmadd<A>(acc[I], x, y)), ...);
+}
+
 template <class T>
 void BM_fma_peak(benchmark::State& state) {
     using A = xsimd::default_arch;
     using batch = xsimd::batch<T, A>;
+    // 12 independent chains in registers: more than FMA latency x pipes (4 cycles x 2 on Zen 4)
+    constexpr std::size_t chains = 12;
+    constexpr int inner = 4096;
     batch x(T(0.999999)), y(T(1e-6));
     benchmark::DoNotOptimize(x);  // unknown to the compiler: the loop cannot be folded
     benchmark::DoNotOptimize(y);
-    batch a0(T(0)), a1(T(1)), a2(T(2)), a3(T(3)), a4(T(4)), a5(T(5)), a6(T(6)), a7(T(7)), a8(T(8)), a9(T(9)),
-        a10(T(10)), a11(T(11));
-    constexpr int inner = 4096;
+    batch acc[chains];
+    for (std::size_t i = 0; i < chains; ++i) acc[i] = batch(static_cast<T>(i));
     const auto start = std::chrono::steady_clock::now();
-    for (auto _ : state) {
-        for (int i = 0; i < inner; ++i) {
-            // 12 independent chains: 3 per FMA pipe-latency slot on 2 pipes of 4-cycle FMAs
-            a0 = rotary::detail::fmadd<A>(a0, x, y);
-            a1 = rotary::detail::fmadd<A>(a1, x, y);
-            a2 = rotary::detail::fmadd<A>(a2, x, y);
-            a3 = rotary::detail::fmadd<A>(a3, x, y);
-            a4 = rotary::detail::fmadd<A>(a4, x, y);
-            a5 = rotary::detail::fmadd<A>(a5, x, y);
-            a6 = rotary::detail::fmadd<A>(a6, x, y);
-            a7 = rotary::detail::fmadd<A>(a7, x, y);
-            a8 = rotary::detail::fmadd<A>(a8, x, y);
-            a9 = rotary::detail::fmadd<A>(a9, x, y);
-            a10 = rotary::detail::fmadd<A>(a10, x, y);
-            a11 = rotary::detail::fmadd<A>(a11, x, y);
-        }
-    }
+    for (auto _ : state)
+        for (int i = 0; i < inner; ++i) fma_chains<A>(acc, x, y, std::make_index_sequence<chains>{});
     const auto end = std::chrono::steady_clock::now();
-    batch sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11));
+    batch sum(T(0));
+    for (const batch& a : acc) sum += a;
     benchmark::DoNotOptimize(sum);
-    const double per_iteration = 2.0 * 12 * inner * batch::size;
+    const double per_iteration = 2.0 * chains * inner * batch::size;
     state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
     // remembered for the of_peak counters of the rows after it
     const double seconds = std::chrono::duration<double>(end - start).count();
