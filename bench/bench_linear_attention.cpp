@@ -191,9 +191,10 @@ void add_rows() {
         for (form f : {form::causal, form::bidirectional})
             for (std::int64_t n = 1024; n <= static_cast<std::int64_t>(max_tokens); n *= 2)
                 add(std::string("fp32/") + (f == form::causal ? "causal" : "bidirectional"), f, chunk, 1, d, n);
-    // chunk sizes of the causal path at 8k tokens, head_dim 128
-    for (std::size_t c : {16, 32, 48, 64, 96, 128, 256})
-        add("fp32/causal_chunk_" + std::to_string(c), form::causal, c, 1, 128, 8192);
+    // chunk sizes of the causal path at 8k tokens
+    for (std::int64_t d : {128, 64})
+        for (std::size_t c : {16, 32, 48, 64, 96, 128, 256})
+            add("fp32/causal_chunk_" + std::to_string(c), form::causal, c, 1, d, 8192);
     // crossover: the quadratic form of Eq. 19 (one chunk) against the chunked one
     for (std::int64_t n = 64; n <= 4096; n *= 2) {
         add("fp32/crossover/causal_quadratic", form::causal_quadratic, chunk, 1, 128, n);

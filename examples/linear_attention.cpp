@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     const rotary::rope_table<float> table(head_dim, max_tokens);  // positions 0 .. max_tokens-1
     std::mt19937 rng(7);
 
-    // The default: chunks of 64 tokens, quadratic inside a chunk, a running state between chunks.
+    // The default: chunks of 32 tokens, quadratic inside a chunk, a running state between chunks.
     rotary::linear_attention_options chunked;
     const std::vector<method> methods = {
         {"linear (chunked)", max_tokens,

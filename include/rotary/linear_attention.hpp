@@ -93,9 +93,10 @@ struct state_access;
 
 struct linear_attention_options {
     static constexpr std::size_t all_heads = std::numeric_limits<std::size_t>::max();
-    // Tokens per block of the chunked paths; measured best on Zen 4 for head_dim 64 and 128
-    // (bench/bench_linear_attention.cpp, the chunk rows).
-    static constexpr std::size_t default_chunk_size = 64;
+    // Tokens per block of the chunked paths. Measured on Zen 4 (bench/bench_linear_attention.cpp,
+    // the causal_chunk rows, 8k tokens): 32 and 48 are the fastest at head_dim 64 and 128, 64 is
+    // 5-15% slower, 256 1.5-1.7x slower (the quadratic work inside a chunk grows with it).
+    static constexpr std::size_t default_chunk_size = 32;
     static constexpr std::size_t max_chunk_size = 4096;  // the scratch holds a chunk x chunk block
 
     // true: Eq. 19, the numerator with the rotated features R_m phi(q_m), R_n phi(k_n).
@@ -591,10 +592,13 @@ inline void rotate_rows(const linear_job<T>& job, std::size_t t0, std::size_t n,
     run_tokens<Arch>(rope, 0, n);
 }
 
-// Asks for one row (bytes long) to be brought into the cache (L2) while the current chunk is
-// computed. Rows of a [tokens, heads, dim] buffer sit heads * dim elements apart, often a page or
-// more, where the hardware prefetchers do not follow; the chunked paths ask for the next chunk's
-// rows one per row they compute, which keeps the misses in flight without filling the queue.
+// Asks for one row (bytes long) to be brought into the cache (L2) ahead of its chunk. Rows of a
+// [tokens, heads, dim] buffer sit heads * dim elements apart, often a page or more, where the
+// hardware prefetchers do not follow; the chunked paths ask for the rows prefetch_chunks chunks
+// ahead, one per row they compute, which keeps the misses in flight without filling the queue
+// (one chunk ahead left the time per token 5-8% higher once q, k, v, out outgrow the L3).
+constexpr std::size_t prefetch_chunks = 2;
+
 template <class Arch, class T>
 inline void prefetch_row(const T* row, std::size_t bytes, bool for_writing) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
@@ -641,11 +645,11 @@ inline void load_keys(const linear_job<T>& job, const Phi& phi, std::size_t g, s
                       key_sums sums, T* z, const scratch_blocks<T>& s) {
     const linear_scratch_layout& l = job.scratch;
     const auto h = static_cast<std::ptrdiff_t>(g);
-    const std::size_t next = chunk_length<Arch>(job, t0 + n);
+    const std::size_t next = chunk_length<Arch>(job, t0 + prefetch_chunks * job.scratch.chunk);
     for (std::size_t m = 0; m < n; ++m) {
         const auto t = static_cast<std::ptrdiff_t>(t0 + m);
         if (m < next) {
-            const auto ahead = static_cast<std::ptrdiff_t>(t0 + n + m);
+            const auto ahead = static_cast<std::ptrdiff_t>(t0 + prefetch_chunks * job.scratch.chunk + m);
             prefetch_row<Arch>(job.k + ahead * job.k_token_stride + h * job.k_head_stride, job.head_dim * sizeof(T), false);
             prefetch_row<Arch>(job.v + ahead * job.v_token_stride + h * job.v_head_stride, job.value_dim * sizeof(T), false);
         }
@@ -670,11 +674,11 @@ inline void load_queries(const linear_job<T>& job, const Phi& phi, std::size_t h
                          KeySumOf key_sum_of, const scratch_blocks<T>& s) {
     const linear_scratch_layout& l = job.scratch;
     const auto head = static_cast<std::ptrdiff_t>(h);
-    const std::size_t next = chunk_length<Arch>(job, t0 + n);
+    const std::size_t next = chunk_length<Arch>(job, t0 + prefetch_chunks * job.scratch.chunk);
     for (std::size_t m = 0; m < n; ++m) {
         const auto t = static_cast<std::ptrdiff_t>(t0 + m);
         if (m < next) {
-            const auto ahead = static_cast<std::ptrdiff_t>(t0 + n + m);
+            const auto ahead = static_cast<std::ptrdiff_t>(t0 + prefetch_chunks * job.scratch.chunk + m);
             prefetch_row<Arch>(job.q + ahead * job.q_token_stride + head * job.q_head_stride, job.head_dim * sizeof(T), false);
             prefetch_row<Arch>(job.out + ahead * job.out_token_stride + head * job.out_head_stride,
                                job.value_dim * sizeof(T), true);
