@@ -2,6 +2,7 @@
 // limits of the same bytes in the same binary:
 //   memcpy          copy of the buffer into a second one: the out-of-place limit
 //   scale_in_place  x *= a over the buffer: the in-place limit (one read and one write per byte)
+//   scale_out_of_place  y = a * x with ordinary stores: the out-of-place limit of a plain loop
 // Shapes: 32 heads, head_dim 64 and 128, tokens 1 (decode, in L1), 64 (in L2) and 4096 (past the
 // caches), fp32 and fp64, both layouts. Single thread except the rows named omp.
 #include <rotary/kernel_set.hpp>
@@ -98,6 +99,24 @@ void BM_scale_in_place(benchmark::State& state) {
     for (auto _ : state) {
         for (std::size_t i = 0; i < n; ++i) x[i] *= factor;
         benchmark::DoNotOptimize(x);
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, n);
+}
+
+// y = a * x into a second buffer: what memcpy costs when written as a plain loop of ordinary
+// stores (glibc's memcpy may use other instructions), the out-of-place kernels' own limit.
+template <class T>
+void BM_scale_out_of_place(benchmark::State& state) {
+    const shape s(state);
+    const T* x = buffer<T>(s.elements(), 0);
+    T* y = buffer<T>(s.elements(), 1);
+    T factor = T(1);
+    benchmark::DoNotOptimize(factor);
+    const std::size_t n = s.elements();
+    for (auto _ : state) {
+        for (std::size_t i = 0; i < n; ++i) y[i] = x[i] * factor;
+        benchmark::DoNotOptimize(y);
         benchmark::ClobberMemory();
     }
     set_bytes<T>(state, n);
@@ -247,6 +266,7 @@ void add_rows() {
             const std::string p = std::string(type_name<T>()) + "/";
             add_row(p + "limit/memcpy", d, n, BM_memcpy<T>);
             add_row(p + "limit/scale_in_place", d, n, BM_scale_in_place<T>);
+            add_row(p + "limit/scale_out_of_place", d, n, BM_scale_out_of_place<T>);
             add_layout_rows<T, layout::interleaved>(p, d, n);
             add_layout_rows<T, layout::half_split>(p, d, n);
         }
