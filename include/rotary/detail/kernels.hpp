@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "../types.hpp"
+#include "half.hpp"
 #include "simd.hpp"
 
 ROTARY_DIAGNOSTIC_PUSH

@@ -9,6 +9,10 @@
 
 #include <xsimd/xsimd.hpp>
 
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
+
 #include "../types.hpp"
 
 ROTARY_DIAGNOSTIC_PUSH
@@ -25,7 +29,7 @@ template <class Arch>
 constexpr std::size_t max_chunk_vectors = is_avx512<Arch> ? 8 : 4;
 
 // Loads and stores that convert the storage type T to the compute type C and back. fp32 and fp64
-// need no conversion; <rotary/half.hpp> adds overloads for Eigen::half and Eigen::bfloat16.
+// need no conversion; half.hpp adds the overloads for Eigen::half and Eigen::bfloat16.
 template <class Arch, class C>
 inline xsimd::batch<C, Arch> load_as(const C* p) noexcept {
     return xsimd::batch<C, Arch>::load_unaligned(p);
@@ -121,6 +125,19 @@ inline xsimd::batch<C, Arch> fnmadd(const xsimd::batch<C, Arch>& x, const xsimd:
 
 }  // namespace detail
 
+namespace detail {
+// F16C (fp16 conversions), which xsimd does not report; every AVX2 CPU has it, and rotary's avx2
+// kernels are compiled with it.
+inline bool cpu_has_f16c() noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;  // CPUID.1:ECX.F16C[bit 29]
+#else
+    return true;
+#endif
+}
+}  // namespace detail
+
 // Whether this CPU runs Arch (the scalar tag always runs). xsimd's Arch::available() only says
 // that the arch was compiled in; this asks the CPU.
 template <class Arch>
@@ -133,7 +150,7 @@ inline bool cpu_supports() noexcept {
         else if constexpr (std::is_same<Arch, xsimd::avx512dq>::value) return cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512cd>::value) return cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512f>::value) return cpu.avx512f;
-        else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx2>>::value) return cpu.fma3_avx2 && cpu.avx2;
+        else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx2>>::value) return cpu.fma3_avx2 && cpu.avx2 && detail::cpu_has_f16c();
         else if constexpr (std::is_same<Arch, xsimd::avx2>::value) return cpu.avx2;
         else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx>>::value) return cpu.fma3_avx && cpu.avx;
         else if constexpr (std::is_same<Arch, xsimd::avx>::value) return cpu.avx;
