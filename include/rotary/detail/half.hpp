@@ -84,9 +84,14 @@ inline void store_from(Eigen::half* p, const xsimd::batch<C, Arch>& v) noexcept 
 }
 
 // ---- bf16 -------------------------------------------------------------------------------------
-// Widening: the 16 bits become the top half of an fp32. Rounding, as Eigen::bfloat16 does it:
-// bits + 0x7FFF + (bit 16 of bits), then the top half; a NaN becomes the quiet NaN 0x7FC0 with its
-// sign (plain rounding could carry a NaN's payload into Inf).
+// Widening: the 16 bits become the top half of an fp32. Rounding to nearest even, as
+// Eigen::bfloat16 does it: bits + 0x7FFF + (bit 16 of bits), then the top half. Eigen also maps
+// every NaN to the quiet NaN 0x7FC0 (with its sign), because rounding a NaN whose low 16 bits are
+// set can carry into the sign and give a zero. The kernels' results cannot have such bits: their
+// inputs are widened bf16 (low 16 bits zero) and their cos/sin are finite, so a NaN result is
+// either an input NaN propagated with its payload or the default NaN 0xFFC00000, both with low 16
+// bits zero; rounding leaves them NaN (payload kept rather than canonicalized), and the check is
+// left out of the store.
 
 template <class Arch, class C>
 inline xsimd::batch<C, Arch> load_as(const Eigen::bfloat16* p) noexcept {
@@ -120,10 +125,7 @@ inline void store_from(Eigen::bfloat16* p, const xsimd::batch<C, Arch>& v) noexc
     if constexpr (is_avx512<Arch>) {
         const __m512i bits = _mm512_castps_si512(v);
         const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-        __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
-        const __m512i quiet_nan = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000)),
-                                                  _mm512_set1_epi32(0x7FC0));
-        rounded = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), rounded, quiet_nan);
+        const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(rounded));
     } else
 #endif
@@ -131,11 +133,7 @@ inline void store_from(Eigen::bfloat16* p, const xsimd::batch<C, Arch>& v) noexc
     if constexpr (is_avx2_arch<Arch>) {
         const __m256i bits = _mm256_castps_si256(v);
         const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-        __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
-        const __m256i quiet_nan = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x8000)),
-                                                  _mm256_set1_epi32(0x7FC0));
-        const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        rounded = _mm256_blendv_epi8(rounded, quiet_nan, nan);
+        const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
         // packus works per 128-bit lane: [r0..r3 r0..r3 | r4..r7 r4..r7]; gather qwords 0 and 2
         const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0xD8);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
@@ -145,11 +143,7 @@ inline void store_from(Eigen::bfloat16* p, const xsimd::batch<C, Arch>& v) noexc
     if constexpr (is_sse2_arch<Arch> && !std::is_base_of<xsimd::avx, Arch>::value) {
         const __m128i bits = _mm_castps_si128(v);
         const __m128i odd = _mm_and_si128(_mm_srli_epi32(bits, 16), _mm_set1_epi32(1));
-        __m128i rounded = _mm_srli_epi32(_mm_add_epi32(bits, _mm_add_epi32(odd, _mm_set1_epi32(0x7FFF))), 16);
-        const __m128i quiet_nan =
-            _mm_or_si128(_mm_and_si128(_mm_srli_epi32(bits, 16), _mm_set1_epi32(0x8000)), _mm_set1_epi32(0x7FC0));
-        const __m128i nan = _mm_castps_si128(_mm_cmpunord_ps(v, v));
-        rounded = _mm_or_si128(_mm_and_si128(nan, quiet_nan), _mm_andnot_si128(nan, rounded));
+        const __m128i rounded = _mm_srli_epi32(_mm_add_epi32(bits, _mm_add_epi32(odd, _mm_set1_epi32(0x7FFF))), 16);
         // SSE2 has only a signed 32->16 pack: sign-extend the 16-bit values first so it is exact
         const __m128i signed16 = _mm_srai_epi32(_mm_slli_epi32(rounded, 16), 16);
         _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi32(signed16, signed16));
