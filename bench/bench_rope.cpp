@@ -4,7 +4,8 @@
 //   scale_in_place  x *= a over the buffer: the in-place limit (one read and one write per byte)
 //   scale_out_of_place  y = a * x with ordinary stores: the out-of-place limit of a plain loop
 // Shapes: 32 heads, head_dim 64 and 128, tokens 1 (decode, in L1), 64 (in L2) and 4096 (past the
-// caches), fp32 and fp64, both layouts. Single thread except the rows named omp.
+// caches), fp32, fp64, fp16 and bf16 (computed in fp32), both layouts. Single thread except the
+// rows named omp. For fp16/bf16 the limit rows move the same bytes (half the elements) as fp32.
 #include <rotary/kernel_set.hpp>
 #include <rotary/rotary.hpp>
 
@@ -68,6 +69,11 @@ struct shape {
     std::size_t elements(std::size_t h = heads) const { return tokens * h * head_dim; }
 };
 
+// The element type of the limit rows: fp16/bf16 arithmetic is not native, so their limits scale
+// an fp32 buffer of the same bytes.
+template <class T>
+using limit_type = std::conditional_t<sizeof(T) == 2, float, T>;
+
 template <class T>
 void set_bytes(benchmark::State& state, std::size_t elements_read_and_written) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
@@ -91,35 +97,37 @@ void BM_memcpy(benchmark::State& state) {
 
 template <class T>
 void BM_scale_in_place(benchmark::State& state) {
+    using L = limit_type<T>;
     const shape s(state);
-    T* x = buffer<T>(s.elements(), 0);
-    T factor = T(1);
+    const std::size_t n = s.elements() * sizeof(T) / sizeof(L);
+    L* x = buffer<L>(n, 0);
+    L factor = L(1);
     benchmark::DoNotOptimize(factor);  // unknown to the compiler, so the loop is not removed
-    const std::size_t n = s.elements();
     for (auto _ : state) {
         for (std::size_t i = 0; i < n; ++i) x[i] *= factor;
         benchmark::DoNotOptimize(x);
         benchmark::ClobberMemory();
     }
-    set_bytes<T>(state, n);
+    set_bytes<L>(state, n);
 }
 
 // y = a * x into a second buffer: what memcpy costs when written as a plain loop of ordinary
 // stores (glibc's memcpy may use other instructions), the out-of-place kernels' own limit.
 template <class T>
 void BM_scale_out_of_place(benchmark::State& state) {
+    using L = limit_type<T>;
     const shape s(state);
-    const T* x = buffer<T>(s.elements(), 0);
-    T* y = buffer<T>(s.elements(), 1);
-    T factor = T(1);
+    const std::size_t n = s.elements() * sizeof(T) / sizeof(L);
+    const L* x = buffer<L>(n, 0);
+    L* y = buffer<L>(n, 1);
+    L factor = L(1);
     benchmark::DoNotOptimize(factor);
-    const std::size_t n = s.elements();
     for (auto _ : state) {
         for (std::size_t i = 0; i < n; ++i) y[i] = x[i] * factor;
         benchmark::DoNotOptimize(y);
         benchmark::ClobberMemory();
     }
-    set_bytes<T>(state, n);
+    set_bytes<L>(state, n);
 }
 
 // ---- The kernels ---------------------------------------------------------------------------------
@@ -227,7 +235,10 @@ void BM_omp2_in_place(benchmark::State& state) {
 
 template <class T>
 const char* type_name() {
-    return std::is_same<T, double>::value ? "fp64" : "fp32";
+    if (std::is_same<T, double>::value) return "fp64";
+    if (std::is_same<T, Eigen::half>::value) return "fp16";
+    if (std::is_same<T, Eigen::bfloat16>::value) return "bf16";
+    return "fp32";
 }
 const char* layout_tag(layout l) { return l == layout::interleaved ? "interleaved" : "half_split"; }
 
@@ -251,6 +262,7 @@ void add_layout_rows(const std::string& prefix, std::int64_t d, std::int64_t n) 
             &arch_set<xsimd::fma3<xsimd::avx2>, rotary_kernel_set_avx2>);
     add_row(p + "in_place/avx512bw", d, n, BM_kernels_in_place<T, L>,
             &arch_set<xsimd::avx512bw, rotary_kernel_set_avx512bw>);
+    if (sizeof(T) == 2) return;  // the rows below are about positions and fusion, covered by fp32/fp64
     add_row(p + "in_place/position_ids", d, n, BM_position_ids_in_place<T, L>);
     add_row(p + "qk_in_place/fused", d, n, BM_qk_in_place<T, L, true>);
     add_row(p + "qk_in_place/two_calls", d, n, BM_qk_in_place<T, L, false>);
@@ -277,6 +289,8 @@ void add_rows() {
 int main(int argc, char** argv) {
     add_rows<float>();
     add_rows<double>();
+    add_rows<Eigen::half>();
+    add_rows<Eigen::bfloat16>();
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::AddCustomContext("default_arch", xsimd::default_arch::name());

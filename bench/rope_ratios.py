@@ -20,7 +20,7 @@ def main(path):
     for b in run["benchmarks"]:
         if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
             continue
-        m = re.match(r"(fp\d+)/(.+)/head_dim:(\d+)/tokens:(\d+)", b["name"])
+        m = re.match(r"((?:fp|bf)\d+)/(.+)/head_dim:(\d+)/tokens:(\d+)", b["name"])
         if not m or "bytes_per_second" not in b:
             continue
         kind, row, d, n = m.groups()

@@ -18,11 +18,17 @@ struct kernel_set {
     const char* arch_name;
     rotate_kernel<float> rotate_f32;
     rotate_kernel<double> rotate_f64;
+    rotate_kernel<Eigen::half> rotate_f16;
+    rotate_kernel<Eigen::bfloat16> rotate_bf16;
 
     template <class T>
     rotate_kernel<T> rotate() const noexcept {
         if constexpr (std::is_same<T, double>::value)
             return rotate_f64;
+        else if constexpr (std::is_same<T, Eigen::half>::value)
+            return rotate_f16;
+        else if constexpr (std::is_same<T, Eigen::bfloat16>::value)
+            return rotate_bf16;
         else
             return rotate_f32;
     }
@@ -31,7 +37,8 @@ struct kernel_set {
 // Instantiates every kernel for Arch. Call it only in a translation unit compiled for Arch.
 template <class Arch>
 constexpr kernel_set make_kernel_set() noexcept {
-    return {Arch::name(), &detail::run_tokens<Arch, float, float>, &detail::run_tokens<Arch, double, double>};
+    return {Arch::name(), &detail::run_tokens<Arch, float, float>, &detail::run_tokens<Arch, double, double>,
+            &detail::run_tokens<Arch, Eigen::half, float>, &detail::run_tokens<Arch, Eigen::bfloat16, float>};
 }
 
 }  // namespace rotary
