@@ -9,6 +9,8 @@
 #include "angles.hpp"
 #include "table.hpp"
 #include "apply.hpp"
+#include "scaling.hpp"
+#include "long_term_decay.hpp"
 #include "kernel_set.hpp"
 
 #endif  // ROTARY_ROTARY_HPP
