@@ -35,6 +35,25 @@ rope_config config(const std::string& type, std::int64_t head_dim, double base, 
     return c;
 }
 
+// YaRN with factor s over an original context O, base 10000.
+rope_config yarn(std::int64_t head_dim, double factor, std::int64_t original, double partial = 1.0) {
+    rope_config c = config("yarn", head_dim, 10000.0, partial);
+    c.factor = factor;
+    c.original_max_position_embeddings = original;
+    return c;
+}
+
+// LLaMA 3.1 8B's config.json: rope_theta 500000, factor 8, low 1, high 4, O 8192, M 131072.
+rope_config llama31_8b(double partial = 1.0) {
+    rope_config c = config("llama3", 128, 500000.0, partial);
+    c.factor = 8.0;
+    c.low_freq_factor = 1.0;
+    c.high_freq_factor = 4.0;
+    c.original_max_position_embeddings = 8192;
+    c.max_position_embeddings = 131072;
+    return c;
+}
+
 // ---- default and linear -------------------------------------------------------------------------
 
 TEST(Scaling, DefaultAndLinear) {
@@ -114,9 +133,7 @@ TEST(Scaling, YarnFactor4Original4096) {
     for (const bool truncate : {true, false}) {
         for (const double partial : {1.0, 0.5}) {
             const std::size_t d = static_cast<std::size_t>(128 * partial);
-            auto c = config("yarn", 128, 10000.0, partial);
-            c.factor = 4.0;
-            c.original_max_position_embeddings = 4096;
+            auto c = yarn(128, 4.0, 4096, partial);
             c.max_position_embeddings = 16384;
             c.beta_fast = 32.0;
             c.beta_slow = 1.0;
@@ -137,9 +154,7 @@ TEST(Scaling, YarnFactor4Original4096) {
     yarn_thetas({128, 10000.0L, 4.0L, 4096.0L}, &low, &high);
     EXPECT_EQ(low, 20.0L);
     EXPECT_EQ(high, 46.0L);
-    auto c = config("yarn", 128, 10000.0);
-    c.factor = 4.0;
-    c.original_max_position_embeddings = 4096;
+    auto c = yarn(128, 4.0, 4096);
     const auto f = rotary::frequencies_from_config(c);
     const auto t = thetas(128, 10000.0L);
     EXPECT_EQ(f.inverse[0], t[0]);
@@ -160,9 +175,7 @@ TEST(Scaling, YarnDeepSeekMscale) {
     for (const double partial : {1.0, 0.5}) {
         // DeepSeek-V3: rope dim 64, factor 40, O 4096, mscale = mscale_all_dim = 1: the factors cancel.
         const std::size_t d = static_cast<std::size_t>(64 * partial);
-        auto c = config("yarn", 64, 10000.0, partial);
-        c.factor = 40.0;
-        c.original_max_position_embeddings = 4096;
+        auto c = yarn(64, 40.0, 4096, partial);
         c.max_position_embeddings = 163840;
         c.beta_fast = 32.0;
         c.beta_slow = 1.0;
@@ -184,9 +197,7 @@ TEST(Scaling, YarnDeepSeekMscale) {
         expect_frequencies(rotary::frequencies_from_config(c), yarn_thetas(y), 0.8L, "given attention_factor");
     }
     // The number: (0.1 * 0.707 * ln 40 + 1) / (0.1 * ln 40 + 1).
-    auto c = config("yarn", 64, 10000.0);
-    c.factor = 40.0;
-    c.original_max_position_embeddings = 4096;
+    auto c = yarn(64, 40.0, 4096);
     c.mscale = 0.707;
     c.mscale_all_dim = 1.0;
     EXPECT_NEAR(rotary::frequencies_from_config(c).attention_factor, 0.9210423553163399, 1e-15);
@@ -214,23 +225,12 @@ std::vector<long double> llama3_thetas(std::size_t d, long double base, long dou
 TEST(Scaling, Llama31_8B) {
     for (const double partial : {1.0, 0.5}) {
         const std::size_t d = static_cast<std::size_t>(128 * partial);
-        auto c = config("llama3", 128, 500000.0, partial);
-        c.factor = 8.0;
-        c.low_freq_factor = 1.0;
-        c.high_freq_factor = 4.0;
-        c.original_max_position_embeddings = 8192;
-        c.max_position_embeddings = 131072;
-        expect_frequencies(rotary::frequencies_from_config(c), llama3_thetas(d, 500000.0L, 8, 1, 4, 8192), 1,
+        expect_frequencies(rotary::frequencies_from_config(llama31_8b(partial)), llama3_thetas(d, 500000.0L, 8, 1, 4, 8192), 1,
                            "llama3 d=" + std::to_string(d));
     }
     // The numbers for d = 128: pairs 0..28 (wavelength < 2048) keep theta_i, pairs 35..63
     // (wavelength > 8192) are theta_i / 8, pairs 29..34 are blended.
-    rope_config c = config("llama3", 128, 500000.0);
-    c.factor = 8.0;
-    c.low_freq_factor = 1.0;
-    c.high_freq_factor = 4.0;
-    c.original_max_position_embeddings = 8192;
-    const auto f = rotary::frequencies_from_config(c);
+    const auto f = rotary::frequencies_from_config(llama31_8b());
     const auto t = thetas(128, 500000.0L);
     for (std::size_t i = 0; i < 64; ++i) {
         const double ratio = static_cast<double>(f.inverse[i] / t[i]);
@@ -293,11 +293,7 @@ void expect_bad(const rope_config& c, const std::vector<std::string>& parts, std
 }
 
 TEST(ScalingErrors, NameTheField) {
-    rope_config llama = config("llama3", 128, 500000.0);
-    llama.factor = 8.0;
-    llama.low_freq_factor = 1.0;
-    llama.high_freq_factor = 4.0;
-    llama.original_max_position_embeddings = 8192;
+    const rope_config llama = llama31_8b();
     rotary::frequencies_from_config(llama);  // valid
     {
         auto c = llama;
@@ -331,9 +327,7 @@ TEST(ScalingErrors, NameTheField) {
         expect_bad(c, {"rope_type", "ntk-by-parts", "default, linear, dynamic, yarn, llama3, longrope"});
     }
     {
-        auto c = config("yarn", 64, 10000.0);
-        c.factor = 4.0;
-        c.original_max_position_embeddings = 4096;
+        auto c = yarn(64, 4.0, 4096);
         c.beta_fast = 1.0;
         c.beta_slow = 32.0;
         expect_bad(c, {"beta_fast", "beta_slow 32", "got 1"});
@@ -371,8 +365,8 @@ TEST(ScalingErrors, NameTheField) {
         expect_bad(c, {"max_position_embeddings", "got 0"});
     }
     {
-        auto c = config("yarn", 64, 10000.0);
-        c.factor = 4.0;
+        auto c = yarn(64, 4.0, 4096);
+        c.original_max_position_embeddings.reset();
         expect_bad(c, {"original_max_position_embeddings", "required", "yarn"});
         c.original_max_position_embeddings = 4096;
         c.attention_factor = -1.0;
