@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,13 +61,9 @@ struct scaling_input {
 }
 
 inline std::string number_text(long double x) {
-    std::string s = std::to_string(static_cast<double>(x));
-    // to_string prints 6 decimals; drop the trailing zeros of integral and short values
-    if (s.find('.') != std::string::npos) {
-        s.erase(s.find_last_not_of('0') + 1);
-        if (s.back() == '.') s.pop_back();
-    }
-    return s;
+    char text[32];
+    std::snprintf(text, sizeof text, "%.10g", static_cast<double>(x));
+    return text;
 }
 
 inline long double required(const std::optional<double>& value, const char* field, const scaling_input& in) {

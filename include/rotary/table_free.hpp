@@ -46,7 +46,8 @@ class rope_angles {
     static constexpr std::size_t max_rotary_dim = 1024;
 
     // theta_i = base^(-2i/rotary_dim).
-    rope_angles(std::size_t rotary_dim, double base = 10000.0) : rope_angles(default_frequencies(rotary_dim, base)) {}
+    explicit rope_angles(std::size_t rotary_dim, double base = 10000.0)
+        : rope_angles(default_frequencies(rotary_dim, base)) {}
 
     // Any frequencies: custom_frequencies(), or a scaling method's (frequencies_from_config).
     explicit rope_angles(const rope_frequencies& frequencies) : frequencies_(frequencies) {
@@ -96,11 +97,20 @@ ROTARY_ALWAYS_INLINE void set_source(rope_job<T, C>& job, const rope_angles<C>& 
     job.padded_pairs = angles.padded_pairs();
 }
 
-// cos and sin of position m for pairs [0, end), end = pairs rounded up to whole double vectors,
-// times the attention factor, rounded once to C (the same values as a table row: within one fp32
-// ulp of the truth). Returns end.
+// Pairs per step of compute_row: it writes the row up to pairs rounded up to a multiple of it.
+template <class Arch>
+constexpr std::size_t row_step() noexcept {
+    if constexpr (std::is_same<Arch, scalar>::value)
+        return 1;
+    else
+        return xsimd::batch<double, Arch>::size;
+}
+
+// cos and sin of position m for the pairs of the job (and up to a multiple of row_step), times
+// the attention factor, rounded once to C: the same values as a table row, within one fp32 ulp of
+// the truth.
 template <class Arch, class T, class C>
-ROTARY_FLATTEN inline std::size_t compute_row(const rope_job<T, C>& job, std::uint64_t m, C* cos, C* sin) noexcept {
+ROTARY_FLATTEN inline void compute_row(const rope_job<T, C>& job, std::uint64_t m, C* cos, C* sin) noexcept {
     const double* hi = job.split;
     const double* mid = hi + job.split_stride;
     const double* lo = mid + job.split_stride;
@@ -110,13 +120,11 @@ ROTARY_FLATTEN inline std::size_t compute_row(const rope_job<T, C>& job, std::ui
             cos[i] = static_cast<C>(cs.cos * job.attention_factor);
             sin[i] = static_cast<C>(cs.sin * job.attention_factor);
         }
-        return job.pairs;
     } else {
         using batch = xsimd::batch<double, Arch>;
         const batch position(static_cast<double>(m));
         const batch factor(job.attention_factor);
-        std::size_t i = 0;
-        for (; i < job.pairs; i += batch::size) {
+        for (std::size_t i = 0; i < job.pairs; i += batch::size) {
             const batch r = reduce_angle(position, batch::load_aligned(hi + i), batch::load_aligned(mid + i),
                                          batch::load_aligned(lo + i));
             // |r| <= pi + 1e-12: xsimd stays on its inlined branch (its scalar fallback for huge
@@ -125,7 +133,6 @@ ROTARY_FLATTEN inline std::size_t compute_row(const rope_job<T, C>& job, std::ui
             store_rounded<Arch>(cos + i, sin_cos.second * factor);
             store_rounded<Arch>(sin + i, sin_cos.first * factor);
         }
-        return i;
     }
 }
 
@@ -140,9 +147,7 @@ struct computed_rows {
     alignas(64) C scratch[2 * capacity];
 
     explicit computed_rows(const rope_job<T, C>& j) noexcept : job(j) {
-        const std::size_t written = std::is_same<Arch, scalar>::value
-                                        ? job.pairs
-                                        : (job.pairs + vector_size() - 1) / vector_size() * vector_size();
+        const std::size_t written = (job.pairs + row_step<Arch>() - 1) / row_step<Arch>() * row_step<Arch>();
         for (std::size_t i = written; i < job.padded_pairs; ++i) scratch[i] = scratch[job.padded_pairs + i] = C(0);
     }
     const C* operator()(std::size_t m) noexcept {
@@ -151,14 +156,6 @@ struct computed_rows {
             position = m;
         }
         return scratch;
-    }
-
-  private:
-    static constexpr std::size_t vector_size() noexcept {
-        if constexpr (std::is_same<Arch, scalar>::value)
-            return 1;
-        else
-            return xsimd::batch<double, Arch>::size;
     }
 };
 
