@@ -77,10 +77,14 @@ template <class C>
 constexpr const char* position_limit_name(const rope_table<C>&) noexcept {
     return "the table's max_positions";
 }
+
 }  // namespace detail
+
 template <class C>
 class rope_angles;  // table_free.hpp
+
 namespace detail {
+
 template <class C>
 constexpr const char* position_limit_name(const rope_angles<C>&) noexcept {
     return "the table-free max_positions";
@@ -192,7 +196,7 @@ struct table_rows {
     const C* operator()(std::size_t position) const noexcept { return job.table + position * job.row_stride; }
 };
 
-// Tokens [begin, end): each token's cos/sin row comes from rows(position) (a table lookup, or the
+// Tokens [begin, end): each token's cos/sin row comes from row_of(position) (a table lookup, or the
 // table-free computation of table_free.hpp), and is used for all heads of all buffers.
 template <class Arch, layout L, class T, class C, class Rows>
 void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end, Rows& row_of) noexcept {
