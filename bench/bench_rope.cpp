@@ -284,6 +284,102 @@ void add_rows() {
         }
 }
 
+// ---- The table-free path (table_free.hpp) beside the table -------------------------------------
+// Fused q (32 heads) and k (8 heads) in place, as a decode step (1 token) or a prefill (4096
+// tokens) runs them: the table looks each token's cos/sin row up; the table-free path computes it
+// (64 angles: exact reduction, double sincos, rounded to fp32), once per token for all 40 heads.
+// limit/memcpy_qk copies the same bytes. "huge_position" starts at 2^31 - 4097 (no table of that
+// size exists; the cost does not depend on the position). "one_head" rotates 1 head of 1 token:
+// there the row computation is all the work.
+
+template <class T>
+const rotary::rope_angles<rotary::compute_type_t<T>>& angles(std::size_t rotary_dim) {
+    static std::map<std::size_t, std::unique_ptr<rotary::rope_angles<rotary::compute_type_t<T>>>> all;
+    auto& slot = all[rotary_dim];
+    if (!slot) slot = std::make_unique<rotary::rope_angles<rotary::compute_type_t<T>>>(rotary_dim);
+    return *slot;
+}
+
+template <class T>
+void BM_memcpy_qk(benchmark::State& state) {
+    const shape s(state);
+    const std::size_t n = s.elements() + s.elements(kv_heads);
+    const T* src = buffer<T>(n, 0);
+    T* dst = buffer<T>(n, 1);
+    for (auto _ : state) {
+        std::memcpy(dst, src, n * sizeof(T));
+        benchmark::DoNotOptimize(dst);
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, n);
+}
+
+// kernels: null for the public entry point (default arch), else one arch's kernel set.
+template <class T, layout L>
+void BM_qk_table_free(benchmark::State& state, std::int64_t start, const rotary::kernel_set* (*get)()) {
+    const rotary::kernel_set* kernels = get ? get() : nullptr;
+    if (get && !kernels) {
+        state.SkipWithError("this CPU does not run this arch");
+        return;
+    }
+    const shape s(state);
+    const heads_view<T> q(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const heads_view<T> k(buffer<T>(s.elements(kv_heads), 2), s.tokens, kv_heads, s.head_dim);
+    const auto& a = angles<T>(s.head_dim);
+    const auto job = rotary::detail::job_qk_in_place(a, L, q, k, positions::starting_at(start), {});
+    for (auto _ : state) {
+        if (kernels)
+            kernels->rotate_table_free<T>()(job, job.range.begin, job.range.end);
+        else
+            rotary::apply_qk(a, L, q, k, positions::starting_at(start));
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements() + s.elements(kv_heads));
+}
+
+template <class T, bool TableFree>
+void BM_one_head(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<T> x(buffer<T>(s.head_dim, 0), 1, 1, s.head_dim);
+    for (auto _ : state) {
+        if constexpr (TableFree)
+            rotary::apply(angles<T>(s.head_dim), layout::half_split, x, positions::starting_at(start_position));
+        else
+            rotary::apply(table<T>(s.head_dim), layout::half_split, x, positions::starting_at(start_position));
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.head_dim);
+}
+
+template <class T, layout L>
+void add_table_free_layout_rows(const std::string& prefix, std::int64_t d, std::int64_t n, bool every_arch) {
+    const std::string p = prefix + layout_tag(L) + "/qk_in_place/";
+    const rotary::kernel_set* (*default_arch)() = nullptr;
+    add_row(p + "table", d, n, BM_qk_in_place<T, L, true>);
+    add_row(p + "table_free", d, n, BM_qk_table_free<T, L>, start_position, default_arch);
+    add_row(p + "table_free_huge_position", d, n, BM_qk_table_free<T, L>, (std::int64_t{1} << 31) - 4097, default_arch);
+    if (!every_arch) return;
+    add_row(p + "table_free/scalar", d, n, BM_qk_table_free<T, L>, start_position, &scalar_set);
+    add_row(p + "table_free/sse2", d, n, BM_qk_table_free<T, L>, start_position,
+            &arch_set<xsimd::sse2, rotary_kernel_set_sse2>);
+    add_row(p + "table_free/avx2", d, n, BM_qk_table_free<T, L>, start_position,
+            &arch_set<xsimd::fma3<xsimd::avx2>, rotary_kernel_set_avx2>);
+    add_row(p + "table_free/avx512bw", d, n, BM_qk_table_free<T, L>, start_position,
+            &arch_set<xsimd::avx512bw, rotary_kernel_set_avx512bw>);
+}
+
+template <class T>
+void add_table_free_rows(bool every_arch) {
+    const std::string p = std::string(type_name<T>()) + "/";
+    for (std::int64_t n : {1, 4096}) {
+        add_row(p + "limit/memcpy_qk", 128, n, BM_memcpy_qk<T>);
+        add_table_free_layout_rows<T, layout::half_split>(p, 128, n, every_arch);
+        add_table_free_layout_rows<T, layout::interleaved>(p, 128, n, every_arch);
+    }
+    add_row(p + "half_split/one_head/table", 128, 1, BM_one_head<T, false>);
+    add_row(p + "half_split/one_head/table_free", 128, 1, BM_one_head<T, true>);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -291,6 +387,8 @@ int main(int argc, char** argv) {
     add_rows<double>();
     add_rows<Eigen::half>();
     add_rows<Eigen::bfloat16>();
+    add_table_free_rows<float>(true);
+    add_table_free_rows<double>(false);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::AddCustomContext("default_arch", xsimd::default_arch::name());

@@ -1,8 +1,8 @@
-// Every SIMD arch this CPU runs against the scalar path: rotary_dim 2..130 (every tail), head_dim
-// past rotary_dim, odd token counts, misaligned pointers, strided views, in place and out of place,
-// start offsets and int32/int64 position ids, forward and inverse, fused q/k with GQA. Buffers are
-// allocated to their exact extent, so an over-read or over-write is an ASan error, and the gaps
-// between strided rows hold a sentinel that must survive.
+// Every SIMD arch this CPU runs against the scalar path, with a table and table-free: rotary_dim
+// 2..130 (every tail), head_dim past rotary_dim, odd token counts, misaligned pointers, strided
+// views, in place and out of place, start offsets and int32/int64 position ids, forward and
+// inverse, fused q/k with GQA. Buffers are allocated to their exact extent, so an over-read or
+// over-write is an ASan error, and the gaps between strided rows hold a sentinel that must survive.
 #include "support.hpp"
 
 using namespace rotary_test;
@@ -75,7 +75,8 @@ class SimdVsScalar : public ::testing::TestWithParam<std::string> {
         if (!arch->supported()) GTEST_SKIP() << GetParam() << " does not run on this CPU";
     }
 
-    template <class T>
+    // table_free: the same sweep with a rope_angles (each token's cos/sin computed) for the table.
+    template <class T, bool table_free = false>
     void sweep() {
         using C = rotary::compute_type_t<T>;
         const backend simd{arch->name, &arch->kernels()};
@@ -85,7 +86,13 @@ class SimdVsScalar : public ::testing::TestWithParam<std::string> {
         for (std::size_t rotary_dim = 2; rotary_dim <= 130; rotary_dim += 2) {
             const std::size_t extras[] = {0, 1, 3, 8};
             const std::size_t head_dim = rotary_dim + extras[(rotary_dim / 2) % 4];
-            rotary::rope_table<C> table(rotary_dim, 600, rotary_dim % 4 == 0 ? 10000.0 : 500000.0);
+            const double base = rotary_dim % 4 == 0 ? 10000.0 : 500000.0;
+            const auto table = [&] {
+                if constexpr (table_free)
+                    return rotary::rope_angles<C>(rotary_dim, base);
+                else
+                    return rotary::rope_table<C>(rotary_dim, 600, base);
+            }();
             for (layout l : {layout::interleaved, layout::half_split}) {
                 const std::string what = std::string(arch->name) + " rotary_dim " + std::to_string(rotary_dim) +
                                          " head_dim " + std::to_string(head_dim) + " " + layout_name(l);
@@ -153,6 +160,8 @@ class SimdVsScalar : public ::testing::TestWithParam<std::string> {
 
 TEST_P(SimdVsScalar, Fp32AllTails) { sweep<float>(); }
 TEST_P(SimdVsScalar, Fp64AllTails) { sweep<double>(); }
+TEST_P(SimdVsScalar, TableFreeFp32AllTails) { sweep<float, true>(); }
+TEST_P(SimdVsScalar, TableFreeFp64AllTails) { sweep<double, true>(); }
 
 INSTANTIATE_TEST_SUITE_P(, SimdVsScalar, ::testing::Values("sse2", "avx2", "avx512bw"),
                          [](const auto& info) { return info.param; });

@@ -9,6 +9,9 @@
 #include "angles.hpp"
 #include "table.hpp"
 #include "apply.hpp"
+#include "table_free.hpp"
+#include "scaling.hpp"
+#include "long_term_decay.hpp"
 #include "kernel_set.hpp"
 
 #endif  // ROTARY_ROTARY_HPP

@@ -39,6 +39,37 @@ inline void store_from(C* p, const xsimd::batch<C, Arch>& v) noexcept {
     v.store_unaligned(p);
 }
 
+// Stores a batch of doubles as C: as they are for double; for float each rounded once, with the
+// one width-changing conversion xsimd 8.1 lacks (cvtpd2ps). The table-free path computes cos and
+// sin in double and stores them to the token's fp32 row this way.
+template <class Arch, class C>
+inline void store_rounded(C* p, const xsimd::batch<double, Arch>& v) noexcept {
+    if constexpr (std::is_same<C, double>::value) {
+        v.store_unaligned(p);
+    } else
+#if XSIMD_WITH_AVX512F
+    if constexpr (is_avx512<Arch>) {
+        _mm256_storeu_ps(p, _mm512_cvtpd_ps(v));
+    } else
+#endif
+#if XSIMD_WITH_AVX
+    if constexpr (std::is_base_of<xsimd::avx, Arch>::value) {
+        _mm_storeu_ps(p, _mm256_cvtpd_ps(v));
+    } else
+#endif
+#if XSIMD_WITH_SSE2
+    if constexpr (std::is_base_of<xsimd::sse2, Arch>::value) {
+        _mm_storel_pi(reinterpret_cast<__m64*>(p), _mm_cvtpd_ps(v));
+    } else
+#endif
+    {
+        constexpr std::size_t W = xsimd::batch<double, Arch>::size;
+        alignas(64) double d[W];
+        v.store_aligned(d);
+        for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<C>(d[i]);
+    }
+}
+
 template <class T>
 struct swap_adjacent {  // [x1 x0 x3 x2 ...]
     static constexpr T get(T i, T) noexcept { return i ^ T(1); }
