@@ -171,6 +171,28 @@ void BM_position_ids_in_place(benchmark::State& state) {
     set_bytes<T>(state, s.elements());
 }
 
+// M-RoPE (Qwen2-VL): every token an image patch, its positions on the (t, h, w) axes all different,
+// mrope_section {d/8, 3d/16, 3d/16} pairs: each token's row is assembled from three table rows.
+template <class T, layout L>
+void BM_multi_axis_in_place(benchmark::State& state) {
+    const shape s(state);
+    const heads_view<T> x(buffer<T>(s.elements(), 0), s.tokens, heads, s.head_dim);
+    const auto& t = table<T>(s.head_dim);
+    std::vector<std::int32_t> ids(3 * s.tokens);
+    for (std::size_t i = 0; i < s.tokens; ++i) {
+        ids[i] = static_cast<std::int32_t>(start_position);                       // t: one frame
+        ids[s.tokens + i] = static_cast<std::int32_t>(start_position + i / 64);    // h: rows of 64 patches
+        ids[2 * s.tokens + i] = static_cast<std::int32_t>(start_position + i % 64);  // w
+    }
+    const std::size_t pairs = s.head_dim / 2;
+    const auto pos = rotary::axis_positions::from_ids(ids.data(), 3, s.tokens, {pairs / 4, 3 * pairs / 8, 3 * pairs / 8});
+    for (auto _ : state) {
+        rotary::apply(t, L, x, pos);
+        benchmark::ClobberMemory();
+    }
+    set_bytes<T>(state, s.elements());
+}
+
 // One kernel set (scalar or an arch of its own translation unit), in place.
 template <class T, layout L>
 void BM_kernels_in_place(benchmark::State& state, const rotary::kernel_set* (*get)()) {
@@ -264,6 +286,7 @@ void add_layout_rows(const std::string& prefix, std::int64_t d, std::int64_t n) 
             &arch_set<xsimd::avx512bw, rotary_kernel_set_avx512bw>);
     if (sizeof(T) == 2) return;  // the rows below are about positions and fusion, covered by fp32/fp64
     add_row(p + "in_place/position_ids", d, n, BM_position_ids_in_place<T, L>);
+    add_row(p + "in_place/multi_axis", d, n, BM_multi_axis_in_place<T, L>);
     add_row(p + "qk_in_place/fused", d, n, BM_qk_in_place<T, L, true>);
     add_row(p + "qk_in_place/two_calls", d, n, BM_qk_in_place<T, L, false>);
 #if defined(_OPENMP)

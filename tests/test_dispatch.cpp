@@ -52,6 +52,14 @@ std::vector<T> run_forced(const char* arch, layout l, const std::vector<T>& inpu
                                heads_view<T>(q.data(), tokens, heads, head_dim),
                                heads_view<const T>(k.data(), tokens, 1, head_dim),
                                heads_view<T>(k.data(), tokens, 1, head_dim), positions::starting_at(1));
+    // table-free, and positions along three axes
+    const rotary::rope_angles<rotary::compute_type_t<T>> angles(table.frequencies());
+    rotary::dispatch::apply(angles, l, heads_view<T>(q.data(), tokens, heads, head_dim), positions::from_ids(ids.data(), tokens));
+    const std::vector<std::int64_t> axes = {4, 5, 6, 4, 50, 6, 4, 51, 6};
+    const std::size_t p = table.pairs();
+    rotary::dispatch::apply_qk(table, l, heads_view<T>(q.data(), tokens, heads, head_dim),
+                               heads_view<T>(k.data(), tokens, 1, head_dim),
+                               rotary::axis_positions::from_ids(axes.data(), 3, tokens, {p / 3, p / 3, p - 2 * (p / 3)}));
     out.insert(out.end(), q.begin(), q.end());
     out.insert(out.end(), k.begin(), k.end());
     return out;

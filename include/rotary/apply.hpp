@@ -43,6 +43,7 @@ struct rope_job {
     positions::kind position_source;
     std::int64_t start;  // positions::kind::offset
     const void* ids;     // int32 or int64 ids, by position_source
+    const void* axes;    // the call's axis_positions (multi_axis.hpp) for positions along several axes, else null
     token_span range;
     std::size_t buffers;
     struct buffer {
@@ -90,16 +91,31 @@ constexpr const char* position_limit_name(const rope_angles<C>&) noexcept {
     return "the table-free max_positions";
 }
 
+// The positions' checks and job fields (pairs: the rotary pairs, which multi-axis sections split).
+template <class T, class C>
+ROTARY_ALWAYS_INLINE void set_positions(rope_job<T, C>& job, const positions& pos, std::size_t tokens,
+                                        std::uint64_t max_positions, const char* limit_name, std::size_t /*pairs*/) {
+    check_positions(pos, tokens, job.range, max_positions, limit_name);
+    job.position_source = pos.source();
+    job.start = pos.start();
+    job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
+                                                      : static_cast<const void*>(pos.ids64());
+    job.axes = nullptr;
+}
+
 // names: {in name, out name} per buffer; for an in-place buffer both name the same view. The buffer
 // count is a template parameter so that the loops unroll and every checked_view lives in registers.
 // The views come by pointer, never copied (see check_view on struct copies); InView is
 // heads_view<T> for in-place calls and heads_view<const T> otherwise. Source is the cos/sin
 // source: a rope_table, or a rope_angles (table_free.hpp).
-template <std::size_t buffers, class InView, class T, class Source, class C = typename Source::value_type>
+// Positions is rotary::positions, or the axis_positions of multi_axis.hpp (their checks and job
+// fields: set_positions, found by argument-dependent lookup).
+template <std::size_t buffers, class InView, class T, class Source, class Positions,
+          class C = typename Source::value_type>
 ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_layout,
                                              const InView* const (&in_views)[buffers],
                                              const heads_view<T>* const (&out_views)[buffers],
-                                             const char* const (&names)[buffers][2], const positions& pos,
+                                             const char* const (&names)[buffers][2], const Positions& pos,
                                              const apply_options& options) {
     check_compute_type<T, C>();
     if (pair_layout != layout::interleaved && pair_layout != layout::half_split)
@@ -166,15 +182,11 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_l
             }
     const std::size_t tokens = in_views[0]->tokens;
     job.range = check_token_range(options, tokens);
-    check_positions(pos, tokens, job.range, source.max_positions(), position_limit_name(source));
+    set_positions(job, pos, tokens, source.max_positions(), position_limit_name(source), source.pairs());
     set_source(job, source);
     job.pairs = source.pairs();
     job.pair_layout = pair_layout;
     job.sign = options.dir == direction::inverse ? C(-1) : C(1);
-    job.position_source = pos.source();
-    job.start = pos.start();
-    job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
-                                                      : static_cast<const void*>(pos.ids64());
     job.buffers = buffers;
     return job;
 }
@@ -189,20 +201,21 @@ inline std::size_t position_of(const rope_job<T, C>& job, std::size_t t) noexcep
     }
 }
 
-// A token's cos row (sin row at + padded_pairs), looked up in the table.
+// Token t's cos row (sin row at + padded_pairs), looked up in the table.
 template <class Arch, class T, class C>
 struct table_rows {
     const rope_job<T, C>& job;
-    const C* operator()(std::size_t position) const noexcept { return job.table + position * job.row_stride; }
+    const C* operator()(std::size_t t) const noexcept { return job.table + position_of<Arch>(job, t) * job.row_stride; }
 };
 
-// Tokens [begin, end): each token's cos/sin row comes from row_of(position) (a table lookup, or the
-// table-free computation of table_free.hpp), and is used for all heads of all buffers.
+// Tokens [begin, end): token t's cos/sin row comes from row_of(t) (a table lookup, the table-free
+// computation of table_free.hpp, or the per-axis rows of multi_axis.hpp), and is used for all
+// heads of all buffers.
 template <class Arch, layout L, class T, class C, class Rows>
 void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end, Rows& row_of) noexcept {
     token_rows<T> rows[2];
     for (std::size_t t = begin; t < end; ++t) {
-        const C* cos = row_of(position_of<Arch>(job, t));
+        const C* cos = row_of(t);
         const C* sin = cos + job.padded_pairs;
         const auto token = static_cast<std::ptrdiff_t>(t);
         for (std::size_t i = 0; i < job.buffers; ++i)
@@ -259,30 +272,31 @@ constexpr const char* names_in_out[1][2] = {{"in", "out"}};
 constexpr const char* names_qk[2][2] = {{"q", "q"}, {"k", "k"}};
 constexpr const char* names_qk_in_out[2][2] = {{"q_in", "q_out"}, {"k_in", "k_out"}};
 
-// Source: a rope_table or a rope_angles (table_free.hpp).
-template <class T, class Source>
-ROTARY_ALWAYS_INLINE auto job_in_place(const Source& source, layout pair_layout, const heads_view<T>& x, const positions& pos,
+// Source: a rope_table or a rope_angles (table_free.hpp); Positions: positions or axis_positions
+// (multi_axis.hpp).
+template <class T, class Source, class Positions>
+ROTARY_ALWAYS_INLINE auto job_in_place(const Source& source, layout pair_layout, const heads_view<T>& x, const Positions& pos,
                                        const apply_options& options) {
     const heads_view<T>* const views[1] = {&x};
     return make_job(source, pair_layout, views, views, names_x, pos, options);
 }
-template <class T, class Source>
+template <class T, class Source, class Positions>
 ROTARY_ALWAYS_INLINE auto job_out_of_place(const Source& source, layout pair_layout, const heads_view<const T>& in,
-                                           const heads_view<T>& out, const positions& pos, const apply_options& options) {
+                                           const heads_view<T>& out, const Positions& pos, const apply_options& options) {
     const heads_view<const T>* const ins[1] = {&in};
     const heads_view<T>* const outs[1] = {&out};
     return make_job(source, pair_layout, ins, outs, names_in_out, pos, options);
 }
-template <class T, class Source>
+template <class T, class Source, class Positions>
 ROTARY_ALWAYS_INLINE auto job_qk_in_place(const Source& source, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
-                                          const positions& pos, const apply_options& options) {
+                                          const Positions& pos, const apply_options& options) {
     const heads_view<T>* const views[2] = {&q, &k};
     return make_job(source, pair_layout, views, views, names_qk, pos, options);
 }
-template <class T, class Source>
+template <class T, class Source, class Positions>
 ROTARY_ALWAYS_INLINE auto job_qk_out_of_place(const Source& source, layout pair_layout, const heads_view<const T>& q_in,
                                               const heads_view<T>& q_out, const heads_view<const T>& k_in,
-                                              const heads_view<T>& k_out, const positions& pos,
+                                              const heads_view<T>& k_out, const Positions& pos,
                                               const apply_options& options) {
     const heads_view<const T>* const ins[2] = {&q_in, &k_in};
     const heads_view<T>* const outs[2] = {&q_out, &k_out};

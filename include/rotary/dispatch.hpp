@@ -20,6 +20,8 @@
 
 #include "apply.hpp"
 #include "kernel_set.hpp"
+#include "multi_axis.hpp"
+#include "table_free.hpp"
 
 namespace rotary {
 namespace dispatch {
@@ -118,31 +120,50 @@ inline std::vector<std::string> available_archs() {
     return names;
 }
 
-// rotary::apply and rotary::apply_qk, run by the selected arch. Same arguments, same checks.
-template <class T, class C>
-void apply(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
+namespace detail {
+
+// The selected arch's kernel for a job of this cos/sin source and these positions.
+template <class T, class Source, class Positions>
+rotate_kernel<T> kernel_for() {
+    const kernel_set& kernels = selected().kernels();
+    if constexpr (std::is_same<Positions, axis_positions>::value)
+        return kernels.rotate_multi_axis<T>();
+    else if constexpr (std::is_same<Source, rope_angles<compute_type_t<T>>>::value)
+        return kernels.rotate_table_free<T>();
+    else
+        return kernels.rotate<T>();
+}
+
+template <class T, class Source, class Positions, class C>
+void run(const rotary::detail::rope_job<T, C>& job) {
+    kernel_for<T, Source, Positions>()(job, job.range.begin, job.range.end);
+}
+
+}  // namespace detail
+
+// rotary::apply and rotary::apply_qk, run by the selected arch: the same arguments (a rope_table
+// or a rope_angles; positions or axis_positions), the same checks.
+template <class T, class Source, class Positions>
+void apply(const Source& source, layout pair_layout, const heads_view<T>& x, const Positions& pos,
            const apply_options& options = {}) {
-    const auto job = rotary::detail::job_in_place(table, pair_layout, x, pos, options);
-    detail::selected().kernels().template rotate<T>()(job, job.range.begin, job.range.end);
+    detail::run<T, Source, Positions>(rotary::detail::job_in_place(source, pair_layout, x, pos, options));
 }
-template <class T, class C>
-void apply(const rope_table<C>& table, layout pair_layout, const heads_view<const rotary::detail::identity_t<T>>& in,
-           const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
-    const auto job = rotary::detail::job_out_of_place(table, pair_layout, in, out, pos, options);
-    detail::selected().kernels().template rotate<T>()(job, job.range.begin, job.range.end);
+template <class T, class Source, class Positions>
+void apply(const Source& source, layout pair_layout, const heads_view<const rotary::detail::identity_t<T>>& in,
+           const heads_view<T>& out, const Positions& pos, const apply_options& options = {}) {
+    detail::run<T, Source, Positions>(rotary::detail::job_out_of_place(source, pair_layout, in, out, pos, options));
 }
-template <class T, class C>
-void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
-              const positions& pos, const apply_options& options = {}) {
-    const auto job = rotary::detail::job_qk_in_place(table, pair_layout, q, k, pos, options);
-    detail::selected().kernels().template rotate<T>()(job, job.range.begin, job.range.end);
+template <class T, class Source, class Positions>
+void apply_qk(const Source& source, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
+              const Positions& pos, const apply_options& options = {}) {
+    detail::run<T, Source, Positions>(rotary::detail::job_qk_in_place(source, pair_layout, q, k, pos, options));
 }
-template <class T, class C>
-void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<const rotary::detail::identity_t<T>>& q_in,
+template <class T, class Source, class Positions>
+void apply_qk(const Source& source, layout pair_layout, const heads_view<const rotary::detail::identity_t<T>>& q_in,
               const heads_view<T>& q_out, const heads_view<const rotary::detail::identity_t<T>>& k_in,
-              const heads_view<T>& k_out, const positions& pos, const apply_options& options = {}) {
-    const auto job = rotary::detail::job_qk_out_of_place(table, pair_layout, q_in, q_out, k_in, k_out, pos, options);
-    detail::selected().kernels().template rotate<T>()(job, job.range.begin, job.range.end);
+              const heads_view<T>& k_out, const Positions& pos, const apply_options& options = {}) {
+    detail::run<T, Source, Positions>(
+        rotary::detail::job_qk_out_of_place(source, pair_layout, q_in, q_out, k_in, k_out, pos, options));
 }
 
 }  // namespace dispatch

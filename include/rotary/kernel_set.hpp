@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "apply.hpp"
+#include "multi_axis.hpp"
 #include "table_free.hpp"
 
 namespace rotary {
@@ -25,6 +26,10 @@ struct kernel_set {
     rotate_kernel<double> rotate_table_free_f64;
     rotate_kernel<Eigen::half> rotate_table_free_f16;
     rotate_kernel<Eigen::bfloat16> rotate_table_free_bf16;
+    rotate_kernel<float> rotate_multi_axis_f32;  // jobs of axis_positions (multi_axis.hpp)
+    rotate_kernel<double> rotate_multi_axis_f64;
+    rotate_kernel<Eigen::half> rotate_multi_axis_f16;
+    rotate_kernel<Eigen::bfloat16> rotate_multi_axis_bf16;
 
     template <class T>
     rotate_kernel<T> rotate() const noexcept {
@@ -48,6 +53,17 @@ struct kernel_set {
         else
             return rotate_table_free_f32;
     }
+    template <class T>
+    rotate_kernel<T> rotate_multi_axis() const noexcept {
+        if constexpr (std::is_same<T, double>::value)
+            return rotate_multi_axis_f64;
+        else if constexpr (std::is_same<T, Eigen::half>::value)
+            return rotate_multi_axis_f16;
+        else if constexpr (std::is_same<T, Eigen::bfloat16>::value)
+            return rotate_multi_axis_bf16;
+        else
+            return rotate_multi_axis_f32;
+    }
 };
 
 // Instantiates every kernel for Arch. Call it only in a translation unit compiled for Arch.
@@ -57,7 +73,10 @@ constexpr kernel_set make_kernel_set() noexcept {
             &detail::run_tokens<Arch, Eigen::half, float>, &detail::run_tokens<Arch, Eigen::bfloat16, float>,
             &detail::run_tokens_table_free<Arch, float, float>, &detail::run_tokens_table_free<Arch, double, double>,
             &detail::run_tokens_table_free<Arch, Eigen::half, float>,
-            &detail::run_tokens_table_free<Arch, Eigen::bfloat16, float>};
+            &detail::run_tokens_table_free<Arch, Eigen::bfloat16, float>,
+            &detail::run_tokens_multi_axis<Arch, float, float>, &detail::run_tokens_multi_axis<Arch, double, double>,
+            &detail::run_tokens_multi_axis<Arch, Eigen::half, float>,
+            &detail::run_tokens_multi_axis<Arch, Eigen::bfloat16, float>};
 }
 
 }  // namespace rotary

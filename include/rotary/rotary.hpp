@@ -10,6 +10,7 @@
 #include "table.hpp"
 #include "apply.hpp"
 #include "table_free.hpp"
+#include "multi_axis.hpp"
 #include "scaling.hpp"
 #include "long_term_decay.hpp"
 #include "kernel_set.hpp"

@@ -150,7 +150,8 @@ struct computed_rows {
         const std::size_t written = (job.pairs + row_step<Arch>() - 1) / row_step<Arch>() * row_step<Arch>();
         for (std::size_t i = written; i < job.padded_pairs; ++i) scratch[i] = scratch[job.padded_pairs + i] = C(0);
     }
-    const C* operator()(std::size_t m) noexcept {
+    const C* operator()(std::size_t t) noexcept {
+        const std::size_t m = position_of<Arch>(job, t);
         if (m != position) {
             compute_row<Arch>(job, m, scratch, scratch + job.padded_pairs);
             position = m;
