@@ -98,6 +98,38 @@ class HalfPaths : public ::testing::TestWithParam<std::string> {
 TEST_P(HalfPaths, Fp16EqualsFp32RoundedOnce) { sweep<Eigen::half>(); }
 TEST_P(HalfPaths, Bf16EqualsFp32RoundedOnce) { sweep<Eigen::bfloat16>(); }
 
+// The table-free path with half storage: the same rule against the same path's fp32 result.
+template <class H>
+void table_free_half(const backend& path) {
+    const std::size_t tokens = 5, heads = 3, head_dim = 136, rotary_dim = 130;
+    const rotary::rope_angles<float> angles(rotary_dim);
+    const auto inputs = half_inputs<H>(tokens * heads * head_dim, 5);
+    std::vector<float> widened(inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) widened[i] = static_cast<float>(inputs[i]);
+    auto x = inputs;
+    const std::vector<std::int64_t> ids = {3, 2147483000, 77777, 3, 1};
+    const auto pos = positions::from_ids(ids.data(), tokens);
+    for (layout l : {layout::interleaved, layout::half_split}) {
+        x = inputs;
+        auto w = widened;
+        const heads_view<H> xv(x.data(), tokens, heads, head_dim);
+        const heads_view<float> wv(w.data(), tokens, heads, head_dim);
+        if (path.kernels) {
+            const auto jx = rotary::detail::job_in_place(angles, l, xv, pos, {});
+            const auto jw = rotary::detail::job_in_place(angles, l, wv, pos, {});
+            path.kernels->rotate_table_free<H>()(jx, 0, tokens);
+            path.kernels->rotate_table_free<float>()(jw, 0, tokens);
+        } else {
+            rotary::apply(angles, l, xv, pos);
+            rotary::apply(angles, l, wv, pos);
+        }
+        for (std::size_t i = 0; i < x.size(); ++i)
+            ASSERT_TRUE(same_half(x[i], static_cast<H>(w[i]))) << path.name << " " << layout_name(l) << " element " << i;
+    }
+}
+TEST_P(HalfPaths, TableFreeFp16EqualsFp32RoundedOnce) { table_free_half<Eigen::half>(path); }
+TEST_P(HalfPaths, TableFreeBf16EqualsFp32RoundedOnce) { table_free_half<Eigen::bfloat16>(path); }
+
 INSTANTIATE_TEST_SUITE_P(, HalfPaths, ::testing::Values("default", "scalar", "sse2", "avx2", "avx512bw"),
                          [](const auto& info) { return info.param; });
 
