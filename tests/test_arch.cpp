@@ -174,3 +174,50 @@ TEST(Archs, ReportWhatThisCpuRuns) {
 }
 
 }  // namespace
+
+namespace {
+
+// Out-of-place outputs of 8 MiB and more, 64-byte aligned, are written with streaming stores: each
+// arch against the scalar path on such a job (the sweep above only has small buffers).
+template <class T>
+void streaming_matches_scalar() {
+    using C = rotary::compute_type_t<T>;
+    using aligned = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+    const std::size_t head_dim = 128, heads = 8;
+    const std::size_t tokens = rotary::detail::streaming_threshold_bytes / (heads * head_dim * sizeof(T)) + 3;
+    rotary::rope_table<C> table(head_dim, tokens + 10);
+    aligned in(tokens * heads * head_dim), want(in.size()), got(in.size());
+    const auto values = random_vector<T>(in.size(), 17);
+    std::copy(values.begin(), values.end(), in.begin());
+    for (layout l : {layout::interleaved, layout::half_split}) {
+        const heads_view<const T> iv(in.data(), tokens, heads, head_dim);
+        const auto job = rotary::detail::job_out_of_place(table, l, iv, heads_view<T>(want.data(), tokens, heads, head_dim),
+                                                          positions::starting_at(5), {});
+        ASSERT_TRUE(job.streaming);
+        scalar_kernel_set().template rotate<T>()(job, 0, tokens);
+        for (const arch_entry& a : simd_archs()) {
+            if (!a.supported()) continue;
+            std::fill(got.begin(), got.end(), T(0));
+            const auto j = rotary::detail::job_out_of_place(table, l, iv, heads_view<T>(got.data(), tokens, heads, head_dim),
+                                                            positions::starting_at(5), {});
+            a.kernels().template rotate<T>()(j, 0, tokens);
+            const double eps = std::numeric_limits<T>::epsilon();
+            for (std::size_t i = 0; i < got.size(); ++i)
+                ASSERT_NEAR(got[i], want[i], 4 * eps * std::max(1.0, std::fabs(static_cast<double>(want[i]))))
+                    << a.name << " " << layout_name(l) << " element " << i;
+        }
+    }
+    // Misaligned or in place: ordinary stores.
+    const auto misaligned = rotary::detail::job_out_of_place(
+        table, layout::half_split, heads_view<const T>(in.data(), tokens - 1, heads, head_dim),
+        heads_view<T>(got.data() + 1, tokens - 1, heads, head_dim), positions::starting_at(0), {});
+    EXPECT_FALSE(misaligned.streaming);
+    const auto in_place = rotary::detail::job_in_place(table, layout::half_split, heads_view<T>(got.data(), tokens, heads, head_dim),
+                                                       positions::starting_at(0), {});
+    EXPECT_FALSE(in_place.streaming);
+}
+
+TEST(StreamingStores, Fp32LargeOutputsMatchScalar) { streaming_matches_scalar<float>(); }
+TEST(StreamingStores, Fp64LargeOutputsMatchScalar) { streaming_matches_scalar<double>(); }
+
+}  // namespace

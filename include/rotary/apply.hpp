@@ -44,6 +44,7 @@ struct rope_job {
     std::int64_t start;  // positions::kind::offset
     const void* ids;     // int32 or int64 ids, by position_source
     const void* axes;    // the call's axis_positions (multi_axis.hpp) for positions along several axes, else null
+    bool streaming;      // write the outputs with non-temporal stores (see streaming_threshold_bytes)
     token_span range;
     std::size_t buffers;
     struct buffer {
@@ -101,6 +102,30 @@ ROTARY_ALWAYS_INLINE void set_positions(rope_job<T, C>& job, const positions& po
     job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
                                                       : static_cast<const void*>(pos.ids64());
     job.axes = nullptr;
+}
+
+// Out-of-place outputs of at least this many bytes in all (past the L2 of current CPUs, a quarter of
+// a large L3, and so bound for memory anyway) are written with non-temporal stores: without them
+// every output line is first read from memory (read for ownership), a third of the traffic of a
+// call past the caches. In place, or below it, ordinary stores (the output stays cached for the
+// next step). fp32/fp64 outputs with 64-byte aligned rows and halves only.
+constexpr std::size_t streaming_threshold_bytes = std::size_t{8} << 20;
+
+// Whether a job writes its outputs with non-temporal stores: every buffer out of place, their
+// outputs together at least streaming_threshold_bytes, and every vector store 64-byte aligned.
+template <class T, class C, std::size_t buffers>
+ROTARY_ALWAYS_INLINE bool use_streaming_stores(const checked_view* const (&written)[buffers], const bool (&in_place)[buffers],
+                                               std::size_t pairs) noexcept {
+    if (!std::is_same<T, C>::value || (pairs * sizeof(T)) % 64 != 0) return false;
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < buffers; ++i) {
+        const checked_view& v = *written[i];
+        if (in_place[i] || v.address % 64 != 0 || (v.tokens > 1 && (v.token_stride * sizeof(T)) % 64 != 0) ||
+            (v.heads > 1 && (v.head_stride * sizeof(T)) % 64 != 0))
+            return false;
+        bytes += v.end - v.address;
+    }
+    return bytes >= streaming_threshold_bytes;
 }
 
 // names: {in name, out name} per buffer; for an in-place buffer both name the same view. The buffer
@@ -180,6 +205,7 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_l
                 if (i < j) check_disjoint(*written[i], *written[j]);
                 if (!in_place[j]) check_disjoint(*written[i], ins[j]);
             }
+    job.streaming = use_streaming_stores<T, C>(written, in_place, source.pairs());
     const std::size_t tokens = in_views[0]->tokens;
     job.range = check_token_range(options, tokens);
     set_positions(job, pos, tokens, source.max_positions(), position_limit_name(source), source.pairs());
@@ -211,7 +237,7 @@ struct table_rows {
 // Tokens [begin, end): token t's cos/sin row comes from row_of(t) (a table lookup, the table-free
 // computation of table_free.hpp, or the per-axis rows of multi_axis.hpp), and is used for all
 // heads of all buffers.
-template <class Arch, layout L, class T, class C, class Rows>
+template <class Arch, layout L, bool Streaming, class T, class C, class Rows>
 void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end, Rows& row_of) noexcept {
     token_rows<T> rows[2];
     for (std::size_t t = begin; t < end; ++t) {
@@ -225,16 +251,26 @@ void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end, R
                        job.buffer[i].head_dim,
                        job.buffer[i].in_head_stride,
                        job.buffer[i].out_head_stride};
-        rotate_token<Arch, L>(cos, sin, job.sign, job.pairs, rows, job.buffers);
+        rotate_token<Arch, L, Streaming>(cos, sin, job.sign, job.pairs, rows, job.buffers);
     }
 }
 
 template <class Arch, class T, class C, class Rows>
 void run_rows(const rope_job<T, C>& job, std::size_t begin, std::size_t end, Rows& row_of) noexcept {
+    if constexpr (std::is_same<T, C>::value && !std::is_same<Arch, scalar>::value) {
+        if (job.streaming) {
+            if (job.pair_layout == layout::interleaved)
+                run_layout<Arch, layout::interleaved, true>(job, begin, end, row_of);
+            else
+                run_layout<Arch, layout::half_split, true>(job, begin, end, row_of);
+            fence_streaming_stores<Arch>();
+            return;
+        }
+    }
     if (job.pair_layout == layout::interleaved)
-        run_layout<Arch, layout::interleaved>(job, begin, end, row_of);
+        run_layout<Arch, layout::interleaved, false>(job, begin, end, row_of);
     else
-        run_layout<Arch, layout::half_split>(job, begin, end, row_of);
+        run_layout<Arch, layout::half_split, false>(job, begin, end, row_of);
 }
 
 // Tokens [begin, end) of a validated table job; begin/end within job.range (a thread's share of it).

@@ -23,6 +23,48 @@ ROTARY_DIAGNOSTIC_PUSH
 namespace rotary {
 namespace detail {
 
+// A vector store, or with Streaming a non-temporal one (movntps/movntpd: the line goes to memory
+// without being read first and without filling the cache), for outputs far larger than the caches;
+// the caller guarantees the alignment and fences once after its last streaming store.
+template <class Arch, bool Streaming, class T, class C>
+inline void store_vector(T* p, const xsimd::batch<C, Arch>& v) noexcept {
+    if constexpr (Streaming && std::is_same<T, C>::value) {
+#if XSIMD_WITH_AVX512F
+        if constexpr (is_avx512<Arch>) {
+            if constexpr (std::is_same<C, float>::value)
+                return _mm512_stream_ps(p, v);
+            else
+                return _mm512_stream_pd(p, v);
+        }
+#endif
+#if XSIMD_WITH_AVX
+        if constexpr (std::is_base_of<xsimd::avx, Arch>::value) {
+            if constexpr (std::is_same<C, float>::value)
+                return _mm256_stream_ps(p, v);
+            else
+                return _mm256_stream_pd(p, v);
+        }
+#endif
+#if XSIMD_WITH_SSE2
+        if constexpr (std::is_base_of<xsimd::sse2, Arch>::value) {
+            if constexpr (std::is_same<C, float>::value)
+                return _mm_stream_ps(p, v);
+            else
+                return _mm_stream_pd(p, v);
+        }
+#endif
+    }
+    store_from<Arch>(p, v);
+}
+
+// Orders the streaming stores before whatever the caller does next (another thread may read them).
+template <class Arch>
+inline void fence_streaming_stores() noexcept {
+#if XSIMD_WITH_SSE2
+    _mm_sfence();
+#endif
+}
+
 // One buffer's rows of one token, as the kernels see them: every check has happened before.
 template <class T>
 struct token_rows {
@@ -86,7 +128,7 @@ inline void with_vector_count(std::size_t n, F&& f) noexcept {
 //   out = x * [c0 c0 c1 c1 ..] + [x1 x0 x3 x2 ..] * [-s0 s0 -s1 s1 ..].
 // The token's cos/sin vectors are expanded from the half-size table row once and stay in
 // registers for all heads of all buffers.
-template <class Arch, class T, class C, std::size_t... B>
+template <class Arch, bool Streaming, class T, class C, std::size_t... B>
 inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C* sin, C sign, std::size_t p0,
                                 const token_rows<T>* rows, std::size_t n_rows) noexcept {
     using batch = xsimd::batch<C, Arch>;
@@ -101,7 +143,7 @@ inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C
             const T* x = b.in + static_cast<std::ptrdiff_t>(h) * b.in_head_stride + e0;
             T* y = b.out + static_cast<std::ptrdiff_t>(h) * b.out_head_stride + e0;
             const batch v[] = {load_as<Arch, C>(x + B * W)...};
-            (store_from<Arch>(y + B * W, fmadd<Arch>(v[B], c[B], swap_pairs<Arch>(v[B]) * s[B])), ...);
+            (store_vector<Arch, Streaming>(y + B * W, fmadd<Arch>(v[B], c[B], swap_pairs<Arch>(v[B]) * s[B])), ...);
         }
     }
 }
@@ -109,7 +151,7 @@ inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C
 // Half-split layout, pairs [p0, p0 + NB*W) of every head: the same Eq. 34 on the pair (x_i, x_i+h),
 //   lo' = lo * c - hi * s,   hi' = hi * c + lo * s,
 // with no shuffle at all. Both halves of a head are loaded before either is stored.
-template <class Arch, class T, class C, std::size_t... B>
+template <class Arch, bool Streaming, class T, class C, std::size_t... B>
 inline void half_split_vectors(std::index_sequence<B...>, const C* cos, const C* sin, C sign, std::size_t p0,
                                std::size_t pairs, const token_rows<T>* rows, std::size_t n_rows) noexcept {
     using batch = xsimd::batch<C, Arch>;
@@ -123,8 +165,8 @@ inline void half_split_vectors(std::index_sequence<B...>, const C* cos, const C*
             T* y = b.out + static_cast<std::ptrdiff_t>(h) * b.out_head_stride + p0;
             const batch lo[] = {load_as<Arch, C>(x + B * W)...};
             const batch hi[] = {load_as<Arch, C>(x + pairs + B * W)...};
-            (store_from<Arch>(y + B * W, fnmadd<Arch>(hi[B], s[B], lo[B] * c[B])), ...);
-            (store_from<Arch>(y + pairs + B * W, fmadd<Arch>(lo[B], s[B], hi[B] * c[B])), ...);
+            (store_vector<Arch, Streaming>(y + B * W, fnmadd<Arch>(hi[B], s[B], lo[B] * c[B])), ...);
+            (store_vector<Arch, Streaming>(y + pairs + B * W, fmadd<Arch>(lo[B], s[B], hi[B] * c[B])), ...);
         }
     }
 }
@@ -158,7 +200,7 @@ struct bf16_lanes {
 };
 
 // Interleaved bf16, pairs [p0, p0 + NB*W): pair k of a lane vector is (low, high) of lane k.
-template <class Arch, class C, std::size_t... B>
+template <class Arch, bool Streaming, class C, std::size_t... B>
 inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C* sin, C sign, std::size_t p0,
                                 const token_rows<Eigen::bfloat16>* rows, std::size_t n_rows) noexcept {
     using io = bf16_lanes<Arch>;
@@ -184,7 +226,7 @@ inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C
 // Half-split bf16, pairs [p0, p0 + NB*2W): a lane vector of the low half holds x_p0+2k (low) and
 // x_p0+2k+1 (high), the same lanes of the high half hold their partners; the even pairs take the
 // even cos/sin, the odd pairs the odd ones (deinterleaved once per token).
-template <class Arch, class C, std::size_t... B>
+template <class Arch, bool Streaming, class C, std::size_t... B>
 inline void half_split_vectors(std::index_sequence<B...>, const C* cos, const C* sin, C sign, std::size_t p0,
                                std::size_t pairs, const token_rows<Eigen::bfloat16>* rows, std::size_t n_rows) noexcept {
     using io = bf16_lanes<Arch>;
@@ -236,7 +278,9 @@ constexpr std::size_t steps_per_chunk() noexcept {
 // token's position. Full vector steps go through the SIMD kernel in chunks (one load of cos/sin
 // per chunk per token, kept in registers across heads); the tail pairs that do not fill a step go
 // through the scalar path, so nothing is read or written past a row.
-template <class Arch, layout L, class T, class C>
+// Streaming: out-of-place outputs too large to stay in cache, aligned, fp32/fp64: the vector stores
+// bypass the caches (see apply.hpp's make_job for when).
+template <class Arch, layout L, bool Streaming = false, class T, class C>
 inline void rotate_token(const C* cos, const C* sin, C sign, std::size_t pairs, const token_rows<T>* rows,
                          std::size_t n_rows) noexcept {
     std::size_t done = 0;  // pairs finished by the SIMD kernel
@@ -248,9 +292,9 @@ inline void rotate_token(const C* cos, const C* sin, C sign, std::size_t pairs, 
             with_vector_count<chunk>(steps - s0 < chunk ? steps - s0 : chunk, [&](auto nb) {
                 const auto sequence = std::make_index_sequence<decltype(nb)::value>{};
                 if constexpr (L == layout::interleaved)
-                    interleaved_vectors<Arch>(sequence, cos, sin, sign, s0 * step, rows, n_rows);
+                    interleaved_vectors<Arch, Streaming>(sequence, cos, sin, sign, s0 * step, rows, n_rows);
                 else
-                    half_split_vectors<Arch>(sequence, cos, sin, sign, s0 * step, pairs, rows, n_rows);
+                    half_split_vectors<Arch, Streaming>(sequence, cos, sin, sign, s0 * step, pairs, rows, n_rows);
             });
         }
         done = steps * step;
