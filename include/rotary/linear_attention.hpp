@@ -352,9 +352,8 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
     check_disjoint(co, cq);
     check_disjoint(co, ck);
     check_disjoint(co, cv);
-    if (options.use_rope) check_positions(pos, q.tokens, {0, q.tokens}, table.max_positions());
 
-    linear_job<T> job;
+    linear_job<T> job{};
     job.kind = kind;
     job.q = q.data;
     job.k = k.data;
@@ -376,16 +375,15 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
     job.head_begin = options.head_begin;
     job.head_end = head_end;
     job.use_rope = options.use_rope;
-    job.rope.table = table.data();
-    job.rope.row_stride = table.row_stride();
-    job.rope.padded_pairs = table.padded_pairs();
+    // The core's rope job: the table, the positions (checked here), one buffer set per block.
+    job.rope.range = {0, q.tokens};
+    if (options.use_rope)
+        set_positions(job.rope, pos, q.tokens, table.max_positions(), position_limit_name(table), table.pairs());
+    set_source(job.rope, table);
     job.rope.pairs = table.pairs();
     job.rope.pair_layout = pair_layout;
     job.rope.sign = T(1);
-    job.rope.position_source = pos.source();
-    job.rope.start = pos.start();
-    job.rope.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
-                                                           : static_cast<const void*>(pos.ids64());
+    job.rope.streaming = false;  // the rotated rows stay in the scratch, in cache
     job.rope.buffers = 1;
     job.epsilon = static_cast<T>(options.epsilon);
     const std::size_t chunk = q.tokens < options.chunk_size ? (q.tokens == 0 ? 1 : q.tokens) : options.chunk_size;

@@ -9,6 +9,10 @@
 #include "angles.hpp"
 #include "table.hpp"
 #include "apply.hpp"
+#include "table_free.hpp"
+#include "multi_axis.hpp"
+#include "scaling.hpp"
+#include "long_term_decay.hpp"
 #include "kernel_set.hpp"
 #include "linear_attention.hpp"
 
