@@ -78,6 +78,7 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout 
         });
     rope_job<T, C> job;
     checked_view ins[buffers], outs[buffers];
+    std::size_t used = 0;  // buffers in the job
     const checked_view* written[buffers];  // outs[i], or ins[i] when out[i] is the same view
     bool in_place[buffers];
     for (std::size_t i = 0; i < buffers; ++i) {
@@ -110,8 +111,10 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout 
         check_rows_disjoint(b);
         in_place[i] = same_view || same_rows(a, b);
         if (!in_place[i]) check_disjoint(a, b);
-        // field by field: see check_view on struct copies
-        auto& jb = job.buffer[i];
+        // A buffer without heads has nothing to rotate and may be null: it stays out of the job, so
+        // that no pointer is ever offset from it. Field by field: see check_view on struct copies.
+        if (in.heads == 0) continue;
+        auto& jb = job.buffer[used++];
         jb.in = in.data;
         jb.out = out.data;
         jb.heads = in.heads;
@@ -141,7 +144,7 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout 
     job.start = pos.start();
     job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
                                                       : static_cast<const void*>(pos.ids64());
-    job.buffers = buffers;
+    job.buffers = used;
     return job;
 }
 
