@@ -49,7 +49,8 @@ struct rope_job {
 
 template <class T, class C>
 void check_table_matches(const rope_table<C>&) {
-    static_assert(!std::is_const<T>::value, "rotating in place needs a mutable view: heads_view<T>, not heads_view<const T>");
+    static_assert(!std::is_const<T>::value,
+                  "the view rotated in place, or the output, must be mutable: heads_view<T>, not heads_view<const T>");
     static_assert(std::is_same<C, compute_type_t<T>>::value,
                   "the table's element type must be compute_type_t<T>: rope_table<float> for fp32 and half "
                   "buffers, rope_table<double> for fp64 buffers");
@@ -218,7 +219,7 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> job_in_place(const rope_table<C>& table, lay
     return make_job(table, pair_layout, views, views, names_x, pos, options);
 }
 template <class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> job_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const T>& in,
+ROTARY_ALWAYS_INLINE rope_job<T, C> job_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const identity_t<T>>& in,
                                 const heads_view<T>& out, const positions& pos, const apply_options& options) {
     const heads_view<const T>* const ins[1] = {&in};
     const heads_view<T>* const outs[1] = {&out};
@@ -231,8 +232,8 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_in_place(const rope_table<C>& table, 
     return make_job(table, pair_layout, views, views, names_qk, pos, options);
 }
 template <class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const T>& q_in,
-                                   const heads_view<T>& q_out, const heads_view<const T>& k_in, const heads_view<T>& k_out,
+ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const identity_t<T>>& q_in,
+                                   const heads_view<T>& q_out, const heads_view<const identity_t<T>>& k_in, const heads_view<T>& k_out,
                                    const positions& pos, const apply_options& options) {
     const heads_view<const T>* const ins[2] = {&q_in, &k_in};
     const heads_view<T>* const outs[2] = {&q_out, &k_out};
