@@ -89,6 +89,11 @@ struct apply_call : rotary_fuzz::rope_call<1> {
         add("regression-size-sum-wraps", [](apply_call& c) {  // the overflow check itself wrapped (UBSan)
             c.in[0] = strided_view(0, 0, 2, 2, 64, PTRDIFF_MAX, PTRDIFF_MAX);
         });
+        add("regression-offset-sum-wraps", [](apply_call& c) {  // start + last token wrapped to position 0: accepted
+            c.in[0] = strided_view(0, 0, ~std::uint64_t{0}, 0, 64, 64, 64);
+            c.token_begin = ~std::uint64_t{0} - 1;
+            c.start = 2;
+        });
         add("regression-contiguous-head-dim-past-ptrdiff", [](apply_call& c) {  // the harness's model missed it
             c.layout_raw = 99, c.in[0] = contiguous_view(4, 64, 1, 0, ~std::uint64_t{0});
         });
