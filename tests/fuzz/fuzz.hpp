@@ -82,30 +82,32 @@ void note(const Message& what) {
 
 // Wrapping arithmetic, spelled out: the fuzzers also run UBSan's unsigned-integer-overflow check,
 // so that a silent wrap in the library is a finding, and the harness must not wrap by accident.
-inline std::uint64_t add_u64(std::uint64_t a, std::uint64_t b) noexcept {
-    std::uint64_t r;
+template <class I>
+I wrap_add(I a, I b) noexcept {
+    I r;
     __builtin_add_overflow(a, b, &r);
     return r;
 }
-inline std::uint64_t sub_u64(std::uint64_t a, std::uint64_t b) noexcept {
-    std::uint64_t r;
+template <class I>
+I wrap_sub(I a, I b) noexcept {
+    I r;
     __builtin_sub_overflow(a, b, &r);
     return r;
 }
-inline std::uint64_t mul_u64(std::uint64_t a, std::uint64_t b) noexcept {
-    std::uint64_t r;
+template <class I>
+I wrap_mul(I a, I b) noexcept {
+    I r;
     __builtin_mul_overflow(a, b, &r);
     return r;
 }
-inline std::int64_t add_i64(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t r;
-    __builtin_add_overflow(a, b, &r);
-    return r;
-}
-inline std::int64_t sub_i64(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t r;
-    __builtin_sub_overflow(a, b, &r);
-    return r;
+
+// f(T{}) with T = double when bit 0 of `element` is set, else float: a spec's element type.
+template <class F>
+void with_element_type(std::uint8_t element, F&& f) {
+    if (element & 1)
+        f(double{});
+    else
+        f(float{});
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -194,9 +196,9 @@ struct size_code {
         if (b == 0xF0) return r.raw<std::uint16_t>();
         if (b == 0xF1) return r.raw<std::uint32_t>();
         if (b >= first_special && b - first_special < std::size(specials)) return specials[b - first_special];
-        if (b == 0xFD) return sub_u64(near, 1);
+        if (b == 0xFD) return wrap_sub<std::uint64_t>(near, 1);
         if (b == 0xFE) return near;
-        if (b == 0xFF) return add_u64(near, 1);
+        if (b == 0xFF) return wrap_add<std::uint64_t>(near, 1);
         return r.raw<std::uint64_t>();  // 0xF2 and the unused tags
     }
     void encode(writer& w, std::uint64_t v) const {
@@ -240,10 +242,10 @@ struct int_code {
         if (b == 0xE0) return r.raw<std::int16_t>();
         if (b == 0xE1) return r.raw<std::int32_t>();
         if (b >= first_special && b - first_special < std::size(specials)) return specials[b - first_special];
-        if (b == 0xFC) return sub_i64(0, near);
-        if (b == 0xFD) return sub_i64(near, 1);
+        if (b == 0xFC) return wrap_sub<std::int64_t>(0, near);
+        if (b == 0xFD) return wrap_sub<std::int64_t>(near, 1);
         if (b == 0xFE) return near;
-        if (b == 0xFF) return add_i64(near, 1);
+        if (b == 0xFF) return wrap_add<std::int64_t>(near, 1);
         return r.raw<std::int64_t>();  // 0xE2 and the unused tags
     }
     void encode(writer& w, std::int64_t v) const {

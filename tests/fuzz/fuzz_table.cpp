@@ -113,10 +113,7 @@ struct table_call {
     }
 
     void run() const {
-        if (element & 1)
-            run_typed<double>();
-        else
-            run_typed<float>();
+        with_element_type(element, [&](auto t) { run_typed<decltype(t)>(); });
     }
 
   private:

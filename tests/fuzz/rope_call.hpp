@@ -60,7 +60,7 @@ struct view_spec {
         io(byte_code{}, contiguous);
         if (contiguous & 1) return;
         // near: the contiguous strides, so that stride +-1 (overlap by one element) is one tag away
-        io(int_code{static_cast<std::int64_t>(mul_u64(heads, head_dim))}, token_stride);
+        io(int_code{static_cast<std::int64_t>(wrap_mul<std::uint64_t>(heads, head_dim))}, token_stride);
         io(int_code{static_cast<std::int64_t>(head_dim)}, head_stride);
     }
     std::string describe() const {
@@ -271,7 +271,7 @@ struct rope_call {
         io(byte_code{}, position_kind);
         if (kind() == 0) {
             // near: the largest start whose last token still fits in the table
-            io(int_code{static_cast<std::int64_t>(sub_u64(max_positions(), in[0].tokens))}, start);
+            io(int_code{static_cast<std::int64_t>(wrap_sub<std::uint64_t>(max_positions(), in[0].tokens))}, start);
         } else {
             io(size_code{in[0].tokens}, ids_count);
             io(byte_code{}, ids_null);
@@ -312,10 +312,7 @@ struct rope_call {
     }
 
     void run() const {
-        if (element & 1)
-            run_typed<double>();
-        else
-            run_typed<float>();
+        with_element_type(element, [&](auto t) { run_typed<decltype(t)>(); });
     }
 
   private:
