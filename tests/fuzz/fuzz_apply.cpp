@@ -15,7 +15,7 @@ struct apply_call : rotary_fuzz::rope_call<1> {
             c.pairs_m1 = 31;        // rotary_dim 64
             c.positions_tag = 3;     // max_positions 100
             c.in[0] = contiguous_view(0, 0, 3, 4, 64);
-            c.value_seed = static_cast<std::uint32_t>(s.size() + 1);
+            c.value_seed = rotary_fuzz::seed_of(name);
             edit(c);
             s.emplace_back(name, c);
         };
@@ -93,6 +93,11 @@ struct apply_call : rotary_fuzz::rope_call<1> {
             c.in[0] = strided_view(0, 0, ~std::uint64_t{0}, 0, 64, 64, 64);
             c.token_begin = ~std::uint64_t{0} - 1;
             c.start = 2;
+        });
+        add("regression-empty-range-far-out", [](apply_call& c) {  // the harness sized a buffer by the range's end
+            c.overload = 1, c.same_mask = 1, c.pairs_m1 = 0, c.positions_tag = 0, c.start = 1;
+            c.in[0] = contiguous_view(0, 0, std::uint64_t{1} << 31, 0, 2);
+            c.token_begin = c.token_end = std::uint64_t{1} << 31;
         });
         add("regression-contiguous-head-dim-past-ptrdiff", [](apply_call& c) {  // the harness's model missed it
             c.layout_raw = 99, c.in[0] = contiguous_view(4, 64, 1, 0, ~std::uint64_t{0});

@@ -491,9 +491,10 @@ struct rope_call {
         for (std::uint64_t t = begin; t < end; ++t)
             for (std::size_t p = 0; p < pairs; ++p) {
                 const std::size_t k = static_cast<std::size_t>((t - begin) * pairs + p);
-                angles[k] = oracle_cos_sin(static_cast<std::uint64_t>(positions_of[t]), theta[p]);
+                const std::int64_t m = positions_of[t - begin];
+                angles[k] = oracle_cos_sin(static_cast<std::uint64_t>(m), theta[p]);
                 angles[k].sin *= sign;
-                angle_error[k] = std::fabs(static_cast<long double>(positions_of[t]) * theta[p]) * 0x1p-60L;
+                angle_error[k] = std::fabs(static_cast<long double>(m) * theta[p]) * 0x1p-60L;
             }
         const auto set = [&](std::size_t arena, std::uint64_t index, std::uint32_t value) {
             if (e.slot[arena][index] != expectation<T>::untouched) fail("model: an element written twice");
@@ -663,9 +664,10 @@ struct rope_call {
                 continue;
             }
             if (!expect) {
-                std::vector<std::int64_t> positions_of(static_cast<std::size_t>(end));
+                std::vector<std::int64_t> positions_of(static_cast<std::size_t>(end - token_begin));  // of tokens begin..end
                 for (std::uint64_t t = token_begin; t < end; ++t)
-                    positions_of[t] = kind() == 0 ? start + static_cast<std::int64_t>(t) : kind() == 1 ? w.ids32[t] : w.ids64[t];
+                    positions_of[t - token_begin] =
+                        kind() == 0 ? start + static_cast<std::int64_t>(t) : kind() == 1 ? w.ids32[t] : w.ids64[t];
                 expect = expected(w, pristine, token_begin, end, positions_of);
             }
             compare(b, w, pristine, *expect, scalar_result);
