@@ -89,7 +89,7 @@ TEST_F(LinearAttentionErrors, BuffersAndOverlap) {
 }
 
 TEST_F(LinearAttentionErrors, PositionsOptionsAndRanges) {
-    expect_all<std::out_of_range>(qv, kv, vv, ov, positions::starting_at(95), {}, {"positions 95 .. 100", "max_positions 100"});
+    expect_all<std::out_of_range>(qv, kv, vv, ov, positions::starting_at(95), {}, {"positions 95 + [0, 6)", "max_positions 100"});
     expect_all<std::invalid_argument>(qv, kv, vv, ov, positions::starting_at(-1), {}, {"position offset", "-1"});
     const std::vector<std::int32_t> ids = {0, 1, 2, 300, 4, 5};
     expect_all<std::out_of_range>(qv, kv, vv, ov, positions::from_ids(ids.data(), N), {}, {"ids[3] = 300"});
@@ -141,7 +141,7 @@ TEST_F(LinearAttentionErrors, State) {
                                           heads_view<const float>(v.data(), 1, G, DV),
                                           heads_view<float>(out.data(), 1, H, DV), 100, state);
         },
-        {bytes(out), state_bytes(0), state_bytes(1)}, {"positions 100 .. 100", "max_positions 100"});
+        {bytes(out), state_bytes(0), state_bytes(1)}, {"positions 100 + [0, 1)", "max_positions 100"});
     expect_throw_unchanged<E>([] { rotary::linear_attention_state<float>(0, 4, 4); }, {}, {"kv_heads", "0"});
     expect_throw_unchanged<E>([] { rotary::linear_attention_state<double>(1, 0, 4); }, {}, {"head_dim", "0"});
     expect_throw_unchanged<E>([] { rotary::linear_attention_state<double>(1, 4, 0); }, {}, {"value_dim", "0"});
