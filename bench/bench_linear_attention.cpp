@@ -8,7 +8,7 @@
 // chunk, about 2 C (d + d_v) per token and query head), and the feature maps, rotations and
 // denominators are not counted.
 // Counters: FLOP/s, tokens/s, of_peak (FLOP/s over the fma_peak row of this run), x_prev (time at
-// this length over time at half of it: 2 is linear).
+// this length over the median time at half of it, over the repetitions run so far: 2 is linear).
 // Shapes: 8 query and 8 kv heads, head_dim = value_dim = 64 and 128, tokens 1k .. 32k, fp32, one
 // thread unless the row says omp2; the chunk sweep; the quadratic form (one chunk for the whole
 // sequence) against the chunked one for the crossover; the decode step.
@@ -19,6 +19,7 @@
 
 #include "bench_buffers.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -64,9 +65,13 @@ double& measured_peak() {
     static double peak = 0;
     return peak;
 }
-std::map<std::pair<std::string, std::size_t>, double>& seconds_by_length() {
-    static std::map<std::pair<std::string, std::size_t>, double> m;
+std::map<std::pair<std::string, std::size_t>, std::vector<double>>& seconds_by_length() {
+    static std::map<std::pair<std::string, std::size_t>, std::vector<double>> m;
     return m;
+}
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 // ---- The limit ----------------------------------------------------------------------------------
@@ -147,8 +152,8 @@ void BM_linear_attention(benchmark::State& state, form f, std::size_t chunk, int
     if (measured_peak<T>() > 0) state.counters["of_peak"] = per_iteration / seconds / measured_peak<T>();
     const std::string key = family + "/" + std::to_string(head_dim);
     const auto previous = seconds_by_length().find({key, tokens / 2});
-    if (previous != seconds_by_length().end()) state.counters["x_prev"] = seconds / previous->second;
-    seconds_by_length()[{key, tokens}] = seconds;
+    if (previous != seconds_by_length().end()) state.counters["x_prev"] = seconds / median(previous->second);
+    seconds_by_length()[{key, tokens}].push_back(seconds);
 }
 
 // One decode step: one token of 8 query and 8 kv heads joins a state and reads it.
