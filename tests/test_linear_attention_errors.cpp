@@ -101,6 +101,9 @@ TEST_F(LinearAttentionErrors, PositionsOptionsAndRanges) {
     o.epsilon = std::numeric_limits<double>::infinity();
     expect_all<std::invalid_argument>(qv, kv, vv, ov, positions::starting_at(0), o, {"epsilon", "inf"});
     o = {};
+    o.epsilon = 1e39;  // finite in double, past fp32 (the guard is applied in the buffers' type)
+    expect_all<std::invalid_argument>(qv, kv, vv, ov, positions::starting_at(0), o, {"epsilon", "3.402823466e+38", "1e+39"});
+    o = {};
     o.chunk_size = 0;
     expect_all<std::invalid_argument>(qv, kv, vv, ov, positions::starting_at(0), o, {"chunk_size", "got 0"});
     o.chunk_size = 5000;

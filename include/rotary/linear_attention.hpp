@@ -39,6 +39,7 @@
 #include "detail/checks.hpp"
 #include "detail/kernels.hpp"
 #include "detail/simd.hpp"
+#include "scaling.hpp"  // detail::number_text
 #include "table.hpp"
 #include "types.hpp"
 
@@ -102,7 +103,8 @@ struct linear_attention_options {
     // true: Eq. 19, the numerator with the rotated features R_m phi(q_m), R_n phi(k_n).
     // false: Eq. 18, no rotation at all (the table and positions are then not read).
     bool use_rope = true;
-    // The denominator guard: out_m = numerator_m / max(denominator_m, epsilon). With elu+1 features
+    // The denominator guard: out_m = numerator_m / max(denominator_m, epsilon), 0 .. the largest
+    // value of the buffers' type (FLT_MAX for fp32: it is applied in T). With elu+1 features
     // the denominator is a sum of positive terms far above it, so it never applies; it replaces
     // 0/0 by 0 when all features of a query (or of every key) vanish, as relu's can.
     double epsilon = 1e-6;
@@ -322,8 +324,12 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
         fail_invalid([&] {
             return "rotary_dim " + std::to_string(table.rotary_dim()) + " exceeds q.head_dim " + std::to_string(q.head_dim);
         });
-    if (!(options.epsilon >= 0.0) || !std::isfinite(options.epsilon))
-        fail_invalid([&] { return "epsilon must be finite and >= 0, got " + std::to_string(options.epsilon); });
+    // The guard is applied in T: past T's largest value it would become Inf (undefined behaviour).
+    if (!(options.epsilon >= 0.0) || !(options.epsilon <= static_cast<double>(std::numeric_limits<T>::max())))
+        fail_invalid([&] {
+            return "epsilon must be finite, >= 0 and at most the buffers' largest value " +
+                   number_text(static_cast<double>(std::numeric_limits<T>::max())) + ", got " + number_text(options.epsilon);
+        });
     if (options.chunk_size == 0 || options.chunk_size > linear_attention_options::max_chunk_size)
         fail_invalid([&] {
             return "chunk_size must be in 1 .. " + std::to_string(linear_attention_options::max_chunk_size) + ", got " +

@@ -164,6 +164,10 @@ struct linear_attention_call {
         add("seed-bad-state-shape", [](linear_attention_call& c) { c.entry_raw = 2; });  // state_dv edited below
         s.back().second.state_dv = 7;
         add("seed-bad-layout", [](linear_attention_call& c) { c.layout_raw = 2; });
+        // Findings (README.md, "Fuzzing"): each input that once failed, kept as a regression test.
+        add("regression-epsilon-past-fp32", [](linear_attention_call& c) {  // was cast to float: Inf, outputs 0
+            c.chunk_size = 198, c.epsilon = 2.4807215961941413e40;
+        });
         return s;
     }
 
@@ -173,7 +177,7 @@ struct linear_attention_call {
 
   private:
     // The contract (README.md "Linear attention", the header's comments), without the library's code.
-    verdict model(model_view& mq, model_view& mk, model_view& mv, model_view& mo) const {
+    verdict model(model_view& mq, model_view& mk, model_view& mv, model_view& mo, double largest) const {
         verdict r;
         if (layout_raw > 1) r.must_invalid("layout");
         for (model_view* m : {&mq, &mk, &mv, &mo}) rotary_fuzz::view_violations(*m, r);
@@ -185,7 +189,7 @@ struct linear_attention_call {
         if (v.heads != k.heads) r.must_invalid("v.heads");
         if (k.heads == 0 || q.heads % k.heads != 0) r.must_invalid("multiple of k.heads");
         if (use_rope() && rotary_dim() > q.head_dim) r.must_invalid("exceeds q.head_dim");
-        if (!(epsilon >= 0) || !std::isfinite(epsilon)) r.must_invalid("epsilon");
+        if (!(epsilon >= 0) || !(epsilon <= largest)) r.must_invalid("epsilon");  // largest: of the element type
         if (chunk_size == 0 || chunk_size > rotary::linear_attention_options::max_chunk_size) r.must_invalid("chunk_size");
         const std::uint64_t end = all_heads() ? q.heads : head_end;
         if (head_begin > end || end > q.heads) r.must_range("head range");
@@ -296,7 +300,7 @@ struct linear_attention_call {
         if (!make(q, "q", arenas, size, pq) || !make(k, "k", arenas, size, pk) || !make(v, "v", arenas, size, pv) ||
             !make(out, "out", arenas, size, po))
             return note("skipped: a view the harness does not model (too large, or contiguous strides that overflow)");
-        const verdict expect = model(pq.model, pk.model, pv.model, po.model);
+        const verdict expect = model(pq.model, pk.model, pv.model, po.model, static_cast<double>(std::numeric_limits<T>::max()));
         note([&] { return "model: " + expect.describe(); });
 
         std::unique_ptr<rotary::linear_attention_state<T>> state;
