@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
              rotary::causal_linear_attention(t, pair_layout, b.qv(), b.kv(), b.vv(), b.ov(),
                                              rotary::positions::starting_at(0), chunked);
          },
-         [&](std::size_t n) { return rotary::linear_attention_scratch_bytes<float>(n, q_heads, kv_heads, head_dim, value_dim, chunked); }},
+         [&](std::size_t n) { return rotary::linear_attention_scratch_bytes<float>(n, kv_heads, head_dim, value_dim, chunked); }},
         // The same Eq. 19 evaluated quadratically: one chunk as long as the sequence.
         {"quadratic Eq. 19", rotary::linear_attention_options::max_chunk_size,
          [&](const rotary::rope_table<float>& t, layer_buffers& b) {
@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
          [&](std::size_t n) {
              rotary::linear_attention_options one_chunk;
              one_chunk.chunk_size = std::min(n, rotary::linear_attention_options::max_chunk_size);
-             return rotary::linear_attention_scratch_bytes<float>(n, q_heads, kv_heads, head_dim, value_dim, one_chunk);
+             return rotary::linear_attention_scratch_bytes<float>(n, kv_heads, head_dim, value_dim, one_chunk);
          }},
     };
 

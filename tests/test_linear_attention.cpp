@@ -479,10 +479,10 @@ TEST(LinearAttention, ZeroTokensAndScratchSize) {
                                     heads_view<float>(nullptr, 0, 2, 4), positions::starting_at(0));
     EXPECT_EQ(dummy, 1.0f);
     // independent of the length past the chunk
-    EXPECT_EQ(rotary::linear_attention_scratch_bytes<float>(1000, 8, 8, 128, 128),
-              rotary::linear_attention_scratch_bytes<float>(1000000, 8, 8, 128, 128));
-    EXPECT_LT(rotary::linear_attention_scratch_bytes<float>(10, 8, 8, 128, 128),
-              rotary::linear_attention_scratch_bytes<float>(1000, 8, 8, 128, 128));
+    EXPECT_EQ(rotary::linear_attention_scratch_bytes<float>(1000, 8, 128, 128),
+              rotary::linear_attention_scratch_bytes<float>(1000000, 8, 128, 128));
+    EXPECT_LT(rotary::linear_attention_scratch_bytes<float>(10, 8, 128, 128),
+              rotary::linear_attention_scratch_bytes<float>(1000, 8, 128, 128));
 }
 
 }  // namespace

@@ -201,16 +201,11 @@ struct linear_scratch_layout {
     std::size_t key_features = 0;    // chunk x ld_key: phi(k), rotated in place
     std::size_t key_prefix = 0;      // chunk x ld_key: z + phi(k) summed up to each token (causal)
     std::size_t keys_by_feature = 0; // head_dim x ld_chunk: the rotated key features transposed
+    std::size_t values = 0;          // chunk x ld_value: v, padded
     std::size_t query_features = 0;  // chunk x ld_key: phi(q), rotated in place
     std::size_t denominators = 0;    // ld_chunk
     std::size_t scores = 0;          // chunk x ld_chunk: (R phi(q))^T (R phi(k)) within the chunk (causal)
     std::size_t numerators = 0;      // chunk x ld_value
-    // The chunk's rows of every head, copied in memory order (pack_rows), head by head: head h's rows
-    // at h * chunk * ld_key (ld_value), padded.
-    std::size_t packed_queries = 0;  // q_heads x chunk x ld_key: q
-    std::size_t packed_keys = 0;     // kv_heads x chunk x ld_key: k
-    std::size_t packed_values = 0;   // kv_heads x chunk x ld_value: v
-    std::size_t packed_outputs = 0;  // q_heads x chunk x ld_value: out, before unpack_rows writes it
     std::size_t key_value = 0;       // kv_heads x head_dim x ld_value: S when the call keeps no state
     std::size_t key_sum = 0;         // kv_heads x ld_key: z when the call keeps no state
     std::size_t elements = 0;
@@ -219,7 +214,7 @@ struct linear_scratch_layout {
 // sum_heads: the kv heads whose sums S, z live in the scratch (0 when a state holds them).
 template <class T>
 inline linear_scratch_layout make_scratch_layout(std::size_t chunk, std::size_t head_dim, std::size_t value_dim,
-                                                 std::size_t q_heads, std::size_t kv_heads, std::size_t sum_heads) {
+                                                 std::size_t sum_heads) {
     constexpr std::size_t w = 64 / sizeof(T);
     auto pad = [](std::size_t n) { return (n + w - 1) / w * w; };
     linear_scratch_layout s;
@@ -237,14 +232,11 @@ inline linear_scratch_layout make_scratch_layout(std::size_t chunk, std::size_t 
     s.key_features = take(chunk, s.ld_key);
     s.key_prefix = take(chunk, s.ld_key);
     s.keys_by_feature = take(head_dim, s.ld_chunk);
+    s.values = take(chunk, s.ld_value);
     s.query_features = take(chunk, s.ld_key);
     s.denominators = take(1, s.ld_chunk);
     s.scores = take(chunk, s.ld_chunk);
     s.numerators = take(chunk, s.ld_value);
-    s.packed_queries = take(checked_mul(q_heads, chunk, "q_heads * chunk"), s.ld_key);
-    s.packed_keys = take(checked_mul(kv_heads, chunk, "kv_heads * chunk"), s.ld_key);
-    s.packed_values = take(checked_mul(kv_heads, chunk, "kv_heads * chunk"), s.ld_value);
-    s.packed_outputs = take(checked_mul(q_heads, chunk, "q_heads * chunk"), s.ld_value);
     s.key_value = take(checked_mul(sum_heads, head_dim, "kv_heads * head_dim"), s.ld_value);
     s.key_sum = take(sum_heads, s.ld_key);
     s.elements = at;
@@ -401,7 +393,7 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
     job.rope.buffers = 1;
     job.epsilon = static_cast<T>(options.epsilon);
     const std::size_t chunk = q.tokens < options.chunk_size ? (q.tokens == 0 ? 1 : q.tokens) : options.chunk_size;
-    job.scratch = make_scratch_layout<T>(chunk, q.head_dim, v.head_dim, q.heads, k.heads, state ? 0 : k.heads);
+    job.scratch = make_scratch_layout<T>(chunk, q.head_dim, v.head_dim, state ? 0 : k.heads);
     job.state_key_value = state ? state_access<T>::key_value(*state) : nullptr;
     job.state_key_sum = state ? state_access<T>::key_sum(*state) : nullptr;
     job.state_key_stride = state ? state_access<T>::key_stride(*state) : 0;
@@ -604,10 +596,11 @@ inline void rotate_rows(const linear_job<T>& job, std::size_t t0, std::size_t n,
     run_tokens<Arch>(rope, 0, n);
 }
 
-// Asks for one row (bytes long) to be brought into the cache (L2) ahead of its chunk: pack_rows
-// and unpack_rows ask for the rows prefetch_chunks chunks ahead, each token's rows of all heads as
-// they copy the same token's rows of this chunk, which keeps the misses in flight without filling
-// the queue (one chunk ahead left the time per token 5-8% higher once q, k, v, out outgrow the L3).
+// Asks for one row (bytes long) to be brought into the cache (L2) ahead of its chunk. Rows of a
+// [tokens, heads, dim] buffer sit heads * dim elements apart, often a page or more, where the
+// hardware prefetchers do not follow; the chunked paths ask for the rows prefetch_chunks chunks
+// ahead, one per row they compute, which keeps the misses in flight without filling the queue
+// (one chunk ahead left the time per token 5-8% higher once q, k, v, out outgrow the L3).
 constexpr std::size_t prefetch_chunks = 2;
 
 template <class Arch, class T>
@@ -634,111 +627,80 @@ inline std::size_t chunk_length(const linear_job<T>& job, std::size_t t0) noexce
 // Pointers to the blocks of one runner's scratch.
 template <class T>
 struct scratch_blocks {
-    T *key_features, *key_prefix, *keys_by_feature, *query_features, *denominators, *scores, *numerators,
-        *packed_queries, *packed_keys, *packed_values, *packed_outputs, *key_value, *key_sum;
+    T *key_features, *key_prefix, *keys_by_feature, *values, *query_features, *denominators, *scores, *numerators,
+        *key_value, *key_sum;
 };
 
 template <class Arch, class T>
 inline scratch_blocks<T> blocks_of(const linear_scratch_layout& s, T* base) noexcept {
-    return {base + s.key_features,   base + s.key_prefix,  base + s.keys_by_feature, base + s.query_features,
-            base + s.denominators,   base + s.scores,      base + s.numerators,      base + s.packed_queries,
-            base + s.packed_keys,    base + s.packed_values, base + s.packed_outputs, base + s.key_value,
-            base + s.key_sum};
-}
-
-// The rows of one tensor in the job, by token and head.
-template <class T>
-struct tensor_rows {
-    T* data;
-    std::ptrdiff_t token_stride, head_stride;
-    std::size_t width;  // elements per row
-};
-template <class Arch, class T>
-inline T* row_at(const tensor_rows<T>& x, std::size_t t, std::size_t h) noexcept {
-    return x.data + static_cast<std::ptrdiff_t>(t) * x.token_stride + static_cast<std::ptrdiff_t>(h) * x.head_stride;
-}
-
-// Tokens [t0, t0 + n) of heads [h0, h1) of a tensor into its packed block (head h's rows at
-// pack + h * chunk * ld), in memory order: token by token, the rows of all heads of a token
-// together. Read head by head instead, a [tokens, heads, dim] buffer is a new 4 KiB page per row
-// (its rows are heads * dim apart), each page visited once per head: past the L3 every row is then
-// a TLB miss and a page walk, and the time per token grew with the length. Packed, each page is
-// read once, in order, and the per-head loops read contiguous rows from the cache.
-template <class Arch, class T>
-inline void pack_rows(const linear_job<T>& job, const tensor_rows<const T>& x, std::size_t h0, std::size_t h1,
-                      std::size_t t0, std::size_t n, T* pack, std::size_t ld) {
-    const std::size_t chunk = job.scratch.chunk, ahead = t0 + prefetch_chunks * chunk;
-    for (std::size_t m = 0; m < n; ++m) {
-        const bool prefetch = ahead + m < job.tokens;
-        for (std::size_t h = h0; h < h1; ++h) {
-            if (prefetch) prefetch_row<Arch>(row_at<Arch>(x, ahead + m, h), x.width * sizeof(T), false);
-            std::memcpy(pack + (h * chunk + m) * ld, row_at<Arch>(x, t0 + m, h), x.width * sizeof(T));
-        }
-    }
-}
-
-// The outputs of heads [h0, h1) of tokens [t0, t0 + n) from their packed block to out, in memory
-// order (as pack_rows).
-template <class Arch, class T>
-inline void unpack_outputs(const linear_job<T>& job, std::size_t h0, std::size_t h1, std::size_t t0, std::size_t n,
-                           const T* pack) {
-    const tensor_rows<T> out{job.out, job.out_token_stride, job.out_head_stride, job.value_dim};
-    const std::size_t chunk = job.scratch.chunk, ahead = t0 + prefetch_chunks * chunk, ld = job.scratch.ld_value;
-    for (std::size_t m = 0; m < n; ++m) {
-        const bool prefetch = ahead + m < job.tokens;
-        for (std::size_t h = h0; h < h1; ++h) {
-            if (prefetch) prefetch_row<Arch>(row_at<Arch>(out, ahead + m, h), out.width * sizeof(T), true);
-            std::memcpy(row_at<Arch>(out, t0 + m, h), pack + (h * chunk + m) * ld, out.width * sizeof(T));
-        }
-    }
+    return {base + s.key_features, base + s.key_prefix, base + s.keys_by_feature, base + s.values,
+            base + s.query_features, base + s.denominators, base + s.scores, base + s.numerators,
+            base + s.key_value, base + s.key_sum};
 }
 
 // How load_keys sums phi(k), unrotated (the denominator's features): into z, or as the running
 // sums z + phi(k_t0) + .. + phi(k_t) of every token t of the block (the causal denominators).
 enum class key_sums { add_to_z, running };
 
-// Packed tokens [t0, t0 + n) of kv head g into the scratch: phi(k), summed as asked; then
-// R_n phi(k_n), transposed for the block products.
+// Tokens [t0, t0 + n) of kv head g into the scratch: phi(k), summed as asked; then R_n phi(k_n),
+// transposed for the block products; and v.
 template <class Arch, class T, class Phi>
 inline void load_keys(const linear_job<T>& job, const Phi& phi, std::size_t g, std::size_t t0, std::size_t n,
                       key_sums sums, T* z, const scratch_blocks<T>& s) {
     const linear_scratch_layout& l = job.scratch;
-    const T* keys = s.packed_keys + g * l.chunk * l.ld_key;
+    const auto h = static_cast<std::ptrdiff_t>(g);
+    const std::size_t next = chunk_length<Arch>(job, t0 + prefetch_chunks * job.scratch.chunk);
     for (std::size_t m = 0; m < n; ++m) {
+        const auto t = static_cast<std::ptrdiff_t>(t0 + m);
+        if (m < next) {
+            const auto ahead = static_cast<std::ptrdiff_t>(t0 + prefetch_chunks * job.scratch.chunk + m);
+            prefetch_row<Arch>(job.k + ahead * job.k_token_stride + h * job.k_head_stride, job.head_dim * sizeof(T), false);
+            prefetch_row<Arch>(job.v + ahead * job.v_token_stride + h * job.v_head_stride, job.value_dim * sizeof(T), false);
+        }
         T* fk = s.key_features + m * l.ld_key;
-        feature_row<Arch>(phi, keys + m * l.ld_key, job.head_dim, fk);
+        feature_row<Arch>(phi, job.k + t * job.k_token_stride + h * job.k_head_stride, job.head_dim, fk);
         if (sums == key_sums::add_to_z)
             add<Arch>(z, fk, z, l.ld_key);
         else
             add<Arch>(m == 0 ? z : s.key_prefix + (m - 1) * l.ld_key, fk, s.key_prefix + m * l.ld_key, l.ld_key);
+        std::memcpy(s.values + m * l.ld_value, job.v + t * job.v_token_stride + h * job.v_head_stride,
+                    job.value_dim * sizeof(T));
     }
     if (job.use_rope) rotate_rows<Arch>(job, t0, n, s.key_features, l.ld_key);
     for (std::size_t i = 0; i < job.head_dim; ++i)
         for (std::size_t m = 0; m < n; ++m) s.keys_by_feature[i * l.ld_chunk + m] = s.key_features[m * l.ld_key + i];
 }
 
-// Packed tokens [t0, t0 + n) of query head h: phi(q) into the scratch, the denominators
+// Tokens [t0, t0 + n) of query head h: phi(q) into the scratch, the denominators
 // phi(q_m)^T z_m (unrotated, Eq. 19) with z_m = key_sum_of(m), then R_m phi(q_m) in place.
 template <class Arch, class T, class Phi, class KeySumOf>
 inline void load_queries(const linear_job<T>& job, const Phi& phi, std::size_t h, std::size_t t0, std::size_t n,
                          KeySumOf key_sum_of, const scratch_blocks<T>& s) {
     const linear_scratch_layout& l = job.scratch;
-    const T* queries = s.packed_queries + h * l.chunk * l.ld_key;
+    const auto head = static_cast<std::ptrdiff_t>(h);
+    const std::size_t next = chunk_length<Arch>(job, t0 + prefetch_chunks * job.scratch.chunk);
     for (std::size_t m = 0; m < n; ++m) {
+        const auto t = static_cast<std::ptrdiff_t>(t0 + m);
+        if (m < next) {
+            const auto ahead = static_cast<std::ptrdiff_t>(t0 + prefetch_chunks * job.scratch.chunk + m);
+            prefetch_row<Arch>(job.q + ahead * job.q_token_stride + head * job.q_head_stride, job.head_dim * sizeof(T), false);
+            prefetch_row<Arch>(job.out + ahead * job.out_token_stride + head * job.out_head_stride,
+                               job.value_dim * sizeof(T), true);
+        }
         T* fq = s.query_features + m * l.ld_key;
-        feature_row<Arch>(phi, queries + m * l.ld_key, job.head_dim, fq);
+        feature_row<Arch>(phi, job.q + t * job.q_token_stride + head * job.q_head_stride, job.head_dim, fq);
         s.denominators[m] = dot<Arch>(fq, key_sum_of(m), l.ld_key);
     }
     if (job.use_rope) rotate_rows<Arch>(job, t0, n, s.query_features, l.ld_key);
 }
 
-// Eq. 19's quotients of query head h into its packed output block.
 template <class Arch, class T>
-inline void store_outputs(const linear_job<T>& job, std::size_t h, std::size_t n, const scratch_blocks<T>& s) {
-    const linear_scratch_layout& l = job.scratch;
+inline void store_outputs(const linear_job<T>& job, std::size_t h, std::size_t t0, std::size_t n,
+                          const scratch_blocks<T>& s) {
     for (std::size_t m = 0; m < n; ++m)
-        divide_row<Arch>(s.numerators + m * l.ld_value, s.denominators[m], job.epsilon, job.value_dim,
-                         s.packed_outputs + (h * l.chunk + m) * l.ld_value);
+        divide_row<Arch>(s.numerators + m * job.scratch.ld_value, s.denominators[m], job.epsilon, job.value_dim,
+                         job.out + static_cast<std::ptrdiff_t>(t0 + m) * job.out_token_stride +
+                             static_cast<std::ptrdiff_t>(h) * job.out_head_stride);
 }
 
 template <class Arch, class T>
@@ -760,20 +722,13 @@ inline kv_sums<T> sums_of(const linear_job<T>& job, std::size_t g, const scratch
     return {s.key_value + g * job.head_dim * l.ld_value, s.key_sum + g * l.ld_key};
 }
 
-// The packed values of kv head g.
+// S += (R phi(K))^T V over the n tokens in the scratch.
 template <class Arch, class T>
-inline const T* values_of(const linear_job<T>& job, std::size_t g, const scratch_blocks<T>& s) noexcept {
-    return s.packed_values + g * job.scratch.chunk * job.scratch.ld_value;
-}
-
-// S += (R phi(K))^T V over the n tokens of kv head g in the scratch.
-template <class Arch, class T>
-inline void absorb_keys(const linear_job<T>& job, std::size_t g, std::size_t n, T* key_value,
-                        const scratch_blocks<T>& s) {
+inline void absorb_keys(const linear_job<T>& job, std::size_t n, T* key_value, const scratch_blocks<T>& s) {
     const linear_scratch_layout& l = job.scratch;
     block_product<Arch, T, true>(triangle::none, job.head_dim, round_up_to_lanes<Arch, T>(job.value_dim), n,
-                                 s.keys_by_feature, static_cast<std::ptrdiff_t>(l.ld_chunk), 1, values_of<Arch>(job, g, s),
-                                 l.ld_value, key_value, l.ld_value);
+                                 s.keys_by_feature, static_cast<std::ptrdiff_t>(l.ld_chunk), 1, s.values, l.ld_value,
+                                 key_value, l.ld_value);
 }
 
 // The kv groups of the query heads [h0, h1): group g serves query heads [g * size, (g + 1) * size).
@@ -786,25 +741,10 @@ inline head_groups groups_of(const linear_job<T>& job, std::size_t h0, std::size
     return {size, h0 / size, h0 == h1 ? h0 / size : (h1 + size - 1) / size};
 }
 
-// A chunk's q rows of the query heads [h0, h1), and its k and v rows of their kv heads, packed.
-template <class Arch, class T>
-inline void pack_queries(const linear_job<T>& job, std::size_t h0, std::size_t h1, std::size_t t0, std::size_t n,
-                         const scratch_blocks<T>& s) {
-    const tensor_rows<const T> q{job.q, job.q_token_stride, job.q_head_stride, job.head_dim};
-    pack_rows<Arch>(job, q, h0, h1, t0, n, s.packed_queries, job.scratch.ld_key);
-}
-template <class Arch, class T>
-inline void pack_keys_values(const linear_job<T>& job, const head_groups& groups, std::size_t t0, std::size_t n,
-                             const scratch_blocks<T>& s) {
-    const tensor_rows<const T> k{job.k, job.k_token_stride, job.k_head_stride, job.head_dim};
-    const tensor_rows<const T> v{job.v, job.v_token_stride, job.v_head_stride, job.value_dim};
-    pack_rows<Arch>(job, k, groups.first, groups.end, t0, n, s.packed_keys, job.scratch.ld_key);
-    pack_rows<Arch>(job, v, groups.first, groups.end, t0, n, s.packed_values, job.scratch.ld_value);
-}
-
 // Bidirectional (and the recurrent step, a one-token call on a state): S and z over all tokens
 // first, then every query reads them: out_m = (R_m phi(q_m))^T S / phi(q_m)^T z. Chunk by chunk,
-// the chunk's rows of all heads packed at once (pack_rows), then head by head.
+// every head of a chunk before the next chunk: a token's rows of all heads are usually one
+// contiguous stretch of memory, read once while it is in the cache.
 template <class Arch, class T, class Phi>
 void run_bidirectional(const linear_job<T>& job, const Phi& phi, const scratch_blocks<T>& s, std::size_t h0,
                        std::size_t h1) {
@@ -812,16 +752,14 @@ void run_bidirectional(const linear_job<T>& job, const Phi& phi, const scratch_b
     const head_groups groups = groups_of<Arch>(job, h0, h1);
     for (std::size_t t0 = 0; t0 < job.tokens; t0 += l.chunk) {
         const std::size_t n = chunk_length<Arch>(job, t0);
-        pack_keys_values<Arch>(job, groups, t0, n, s);
         for (std::size_t g = groups.first; g < groups.end; ++g) {
             const kv_sums<T> sums = sums_of<Arch>(job, g, s);
             load_keys<Arch>(job, phi, g, t0, n, key_sums::add_to_z, sums.key_sum, s);
-            absorb_keys<Arch>(job, g, n, sums.key_value, s);
+            absorb_keys<Arch>(job, n, sums.key_value, s);
         }
     }
     for (std::size_t t0 = 0; t0 < job.tokens; t0 += l.chunk) {
         const std::size_t n = chunk_length<Arch>(job, t0);
-        pack_queries<Arch>(job, h0, h1, t0, n, s);
         for (std::size_t h = h0; h < h1; ++h) {
             const kv_sums<T> sums = sums_of<Arch>(job, h / groups.size, s);
             const T* z = sums.key_sum;
@@ -829,15 +767,15 @@ void run_bidirectional(const linear_job<T>& job, const Phi& phi, const scratch_b
             block_product<Arch, T, false>(triangle::none, n, round_up_to_lanes<Arch, T>(job.value_dim), job.head_dim,
                                           s.query_features, static_cast<std::ptrdiff_t>(l.ld_key), 1, sums.key_value,
                                           l.ld_value, s.numerators, l.ld_value);
-            store_outputs<Arch>(job, h, n, s);
+            store_outputs<Arch>(job, h, t0, n, s);
         }
-        unpack_outputs<Arch>(job, h0, h1, t0, n, s.packed_outputs);
     }
 }
 
-// Causal, chunk by chunk (packed as above): within a chunk the pairs n <= m through the masked
-// block products (R phi(Q)) (R phi(K))^T and its product with V; the chunks before it through S;
-// then the chunk joins S. The denominators use the running sums of the unrotated phi(k).
+// Causal, chunk by chunk (every head of a chunk before the next, as above): within a chunk the
+// pairs n <= m through the masked block products (R phi(Q)) (R phi(K))^T and its product with V;
+// the chunks before it through S; then the chunk joins S. The denominators use the running sums of
+// the unrotated phi(k).
 template <class Arch, class T, class Phi>
 void run_causal(const linear_job<T>& job, const Phi& phi, const scratch_blocks<T>& s, std::size_t h0,
                 std::size_t h1) {
@@ -847,8 +785,6 @@ void run_causal(const linear_job<T>& job, const Phi& phi, const scratch_blocks<T
     const auto ld_key = static_cast<std::ptrdiff_t>(l.ld_key), ld_chunk = static_cast<std::ptrdiff_t>(l.ld_chunk);
     for (std::size_t t0 = 0; t0 < job.tokens; t0 += l.chunk) {
         const std::size_t n = chunk_length<Arch>(job, t0);
-        pack_queries<Arch>(job, h0, h1, t0, n, s);
-        pack_keys_values<Arch>(job, groups, t0, n, s);
         for (std::size_t g = groups.first; g < groups.end; ++g) {
             const kv_sums<T> sums = sums_of<Arch>(job, g, s);
             load_keys<Arch>(job, phi, g, t0, n, key_sums::running, sums.key_sum, s);
@@ -859,16 +795,15 @@ void run_causal(const linear_job<T>& job, const Phi& phi, const scratch_blocks<T
                 block_product<Arch, T, false>(triangle::columns, n, round_up_to_lanes<Arch, T>(n), job.head_dim,
                                               s.query_features, ld_key, 1, s.keys_by_feature, l.ld_chunk, s.scores,
                                               l.ld_chunk);
-                block_product<Arch, T, false>(triangle::depth, n, value_cols, n, s.scores, ld_chunk, 1,
-                                              values_of<Arch>(job, g, s), l.ld_value, s.numerators, l.ld_value);
+                block_product<Arch, T, false>(triangle::depth, n, value_cols, n, s.scores, ld_chunk, 1, s.values,
+                                              l.ld_value, s.numerators, l.ld_value);
                 block_product<Arch, T, true>(triangle::none, n, value_cols, job.head_dim, s.query_features, ld_key, 1,
                                              sums.key_value, l.ld_value, s.numerators, l.ld_value);
-                store_outputs<Arch>(job, h, n, s);
+                store_outputs<Arch>(job, h, t0, n, s);
             }
-            absorb_keys<Arch>(job, g, n, sums.key_value, s);
+            absorb_keys<Arch>(job, n, sums.key_value, s);
             std::memcpy(sums.key_sum, s.key_prefix + (n - 1) * l.ld_key, l.ld_key * sizeof(T));
         }
-        unpack_outputs<Arch>(job, h0, h1, t0, n, s.packed_outputs);
     }
 }
 
@@ -989,15 +924,13 @@ void linear_attention_step(const rope_table<T>& table, layout pair_layout,
 }
 
 // The scratch a call without a state allocates (per thread for the OpenMP entry points), in bytes:
-// independent of the length once it exceeds the chunk, about (4 d + d_v + C) C elements, the packed
-// rows of every head, (q_heads + kv_heads) (d + d_v) C, and the sums, kv_heads (d d_v + d) (which a
-// call with a state keeps in the state instead).
+// independent of the length once it exceeds the chunk, about (4 d + 2 d_v + C) C elements plus the
+// sums, kv_heads (d d_v + d) (which a call with a state keeps in the state instead).
 template <class T>
-std::size_t linear_attention_scratch_bytes(std::size_t tokens, std::size_t q_heads, std::size_t kv_heads,
-                                           std::size_t head_dim, std::size_t value_dim,
-                                           const linear_attention_options& options = {}) {
+std::size_t linear_attention_scratch_bytes(std::size_t tokens, std::size_t kv_heads, std::size_t head_dim,
+                                           std::size_t value_dim, const linear_attention_options& options = {}) {
     const std::size_t chunk = tokens < options.chunk_size ? (tokens == 0 ? 1 : tokens) : options.chunk_size;
-    return detail::make_scratch_layout<T>(chunk, head_dim, value_dim, q_heads, kv_heads, kv_heads).elements * sizeof(T);
+    return detail::make_scratch_layout<T>(chunk, head_dim, value_dim, kv_heads).elements * sizeof(T);
 }
 
 #if defined(_OPENMP)
