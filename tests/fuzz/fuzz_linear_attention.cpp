@@ -66,6 +66,10 @@ struct linear_attention_call {
     bool use_rope() const noexcept { return !(flags & 1); }
     bool relu() const noexcept { return flags & 2; }
     bool all_heads() const noexcept { return flags & 4; }
+    // The head range's end: all_heads (the flag, or the value itself) means q.heads.
+    std::uint64_t end_head() const noexcept {
+        return all_heads() || head_end == rotary::linear_attention_options::all_heads ? q.heads : head_end;
+    }
     bool has_state() const noexcept { return kind() == entry::causal_state || kind() == entry::step; }
     std::size_t rotary_dim() const noexcept { return 2 * (std::size_t{pairs_m1} % 64 + 1); }
     std::size_t max_positions() const noexcept {
@@ -168,6 +172,9 @@ struct linear_attention_call {
         add("regression-epsilon-past-fp32", [](linear_attention_call& c) {  // was cast to float: Inf, outputs 0
             c.chunk_size = 198, c.epsilon = 2.4807215961941413e40;
         });
+        add("regression-head-end-all-heads-value", [](linear_attention_call& c) {  // the harness's model missed it
+            c.flags = 0, c.head_begin = 2, c.head_end = rotary::linear_attention_options::all_heads;
+        });
         return s;
     }
 
@@ -191,7 +198,7 @@ struct linear_attention_call {
         if (use_rope() && rotary_dim() > q.head_dim) r.must_invalid("exceeds q.head_dim");
         if (!(epsilon >= 0) || !(epsilon <= largest)) r.must_invalid("epsilon");  // largest: of the element type
         if (chunk_size == 0 || chunk_size > rotary::linear_attention_options::max_chunk_size) r.must_invalid("chunk_size");
-        const std::uint64_t end = all_heads() ? q.heads : head_end;
+        const std::uint64_t end = end_head();
         if (head_begin > end || end > q.heads) r.must_range("head range");
         if (has_state()) {
             if (state_kv != k.heads || state_d != q.head_dim || state_dv != v.head_dim) r.must_invalid("state is");
@@ -450,7 +457,7 @@ struct linear_attention_call {
         const rotary::heads_view<T>& o = po.view;
         const std::size_t H = o.heads, dv = o.head_dim;
         const std::size_t h0 = static_cast<std::size_t>(head_begin);
-        const std::size_t h1 = all_heads() ? H : static_cast<std::size_t>(head_end);
+        const std::size_t h1 = static_cast<std::size_t>(end_head());
         const double eps = std::numeric_limits<T>::epsilon();
         std::vector<T> got(o.tokens * H * dv);
         std::vector<char> written(po.arena >= 0 ? pristine[po.arena].size() : 0, 0);
