@@ -391,7 +391,11 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
     job.rope.sign = T(1);
     job.rope.streaming = false;  // the rotated rows stay in the scratch, in cache
     job.rope.buffers = 1;
-    job.epsilon = static_cast<T>(options.epsilon);
+    // A positive guard below 1 / T's largest value would make 1 / max(den, epsilon) infinite, and
+    // 0 * Inf = NaN where Eq. 19 gives 0 (found by fuzz_linear_attention): it is raised to that.
+    const T smallest_guard = T(1) / std::numeric_limits<T>::max();
+    job.epsilon = options.epsilon > 0 && static_cast<T>(options.epsilon) < smallest_guard ? smallest_guard
+                                                                                        : static_cast<T>(options.epsilon);
     const std::size_t chunk = q.tokens < options.chunk_size ? (q.tokens == 0 ? 1 : q.tokens) : options.chunk_size;
     job.scratch = make_scratch_layout<T>(chunk, q.head_dim, v.head_dim, state ? 0 : k.heads);
     job.state_key_value = state ? state_access<T>::key_value(*state) : nullptr;
