@@ -16,8 +16,9 @@
 // where w_mn = sum_i |(R phi(q_m))_i (R phi(k_n))_i| (the terms of the score before they cancel),
 // N the tokens summed, d head_dim: the rounding of sums of N and d products, relative to the sizes
 // of their terms. Outputs whose denominator lies within 1e-3 of epsilon are not compared (the guard
-// may switch on one side of the rounding and not on the other). Every arena element outside out's
-// rows must be unchanged.
+// may switch on one side of the rounding and not on the other), nor those whose guarded denominator
+// lies in T's underflow range (below (N + 1)(d + 1) 8 FLT_MIN for fp32). Every arena element outside
+// out's rows must be unchanged.
 #include "rope_call.hpp"
 
 #include "../linear_attention_support.hpp"
@@ -467,11 +468,18 @@ struct linear_attention_call {
                 const std::size_t summed = kind() == entry::bidirectional ? o.tokens : m + 1;
                 const double tol_scale = 8 * eps * (static_cast<double>(summed) + static_cast<double>(q.head_dim));
                 const bool guard_edge = std::fabs(denominators[m * H + h] - epsilon) <= 1e-3 * std::max(epsilon, 1e-300);
+                // Underflow zone: a guarded denominator below (N + 1)(d + 1) times T's smallest normal
+                // value is a sum of products that may have lost their digits to subnormals (or to 0) in
+                // T, where the double one has not: its quotient (0/0 = NaN with epsilon 0) is not
+                // compared.
+                const bool underflow = std::max(denominators[m * H + h], epsilon) <
+                                       8 * static_cast<double>(summed + 1) * static_cast<double>(q.head_dim + 1) *
+                                           static_cast<double>(std::numeric_limits<T>::min());
                 for (std::size_t j = 0; j < dv; ++j) {
                     const std::size_t i = (m * H + h) * dv + j;
                     got[i] = row[j];
                     if (po.arena >= 0) written[static_cast<std::size_t>(row + j - arenas[po.arena].get())] = 1;
-                    if (guard_edge) continue;
+                    if (guard_edge || underflow) continue;
                     if (std::isnan(ref[i])) {  // 0 / 0: every feature zero and epsilon = 0
                         check(std::isnan(row[j]), [&] { return who + ": Eq. 19 in double is 0/0 (NaN), got " + std::to_string(row[j]); });
                         continue;
