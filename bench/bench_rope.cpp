@@ -11,6 +11,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_buffers.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -39,20 +41,7 @@ constexpr std::size_t kv_heads = 8;
 constexpr std::size_t max_positions = 8192;
 constexpr std::int64_t start_position = 4000;  // decode/prefill at a realistic offset
 
-// 64-byte aligned buffers, filled once per size and element type and reused by every row.
-template <class T>
-T* buffer(std::size_t elements, int which) {
-    using storage = std::vector<T, xsimd::aligned_allocator<T, 64>>;
-    static std::map<std::pair<std::size_t, int>, std::unique_ptr<storage>> buffers;
-    auto& slot = buffers[{elements, which}];
-    if (!slot) {
-        slot = std::make_unique<storage>(elements);
-        std::mt19937 rng(static_cast<std::uint32_t>(elements + static_cast<std::size_t>(which)));
-        std::uniform_real_distribution<double> dist(-1.0, 1.0);
-        for (auto& x : *slot) x = static_cast<T>(dist(rng));
-    }
-    return slot->data();
-}
+using rotary_bench::buffer;
 
 template <class T>
 const rotary::rope_table<rotary::compute_type_t<T>>& table(std::size_t rotary_dim) {

@@ -14,5 +14,6 @@
 #include "scaling.hpp"
 #include "long_term_decay.hpp"
 #include "kernel_set.hpp"
+#include "linear_attention.hpp"
 
 #endif  // ROTARY_ROTARY_HPP
