@@ -10,5 +10,7 @@
 #include "table.hpp"
 #include "apply.hpp"
 #include "kernel_set.hpp"
+#include "attention.hpp"
+#include "kv_cache.hpp"
 
 #endif  // ROTARY_ROTARY_HPP
