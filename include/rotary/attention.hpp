@@ -243,29 +243,39 @@ void run_attention(const attention_job& job) {
 }
 
 #if defined(_OPENMP)
-// The job's kv heads x token range split into units (a kv head x a run of tokens), at least four
-// per thread, handed out dynamically (causal units differ in cost). Workspaces are allocated before
-// the parallel region, so that nothing can throw inside it.
+// The job split over the OpenMP threads. Prefill: units of one kv head x a run of tokens, at least
+// four per thread, handed out dynamically (causal units differ in cost). Decode (too few query rows
+// for the K^T panel): one contiguous range of kv heads per thread, all tokens, so each thread still
+// reads the keys and values in memory order. Workspaces are allocated before the parallel region,
+// so that nothing can throw inside it.
 template <class Arch>
 void run_attention_parallel(const attention_job& job) {
+    using kernels = softmax_attention<Arch>;
     if (job.kv_head_begin == job.kv_head_end || job.token_begin == job.token_end || job.v_dim == 0) return;
     const auto threads = static_cast<std::size_t>(omp_get_max_threads());
     const std::size_t heads = job.kv_head_end - job.kv_head_begin, tokens = job.token_end - job.token_begin;
     const std::size_t wanted = 4 * threads;
     const std::size_t chunks = heads >= wanted ? 1 : std::min(tokens, (wanted + heads - 1) / heads);
-    const std::size_t chunk_tokens = (tokens + chunks - 1) / chunks;
-    const std::size_t units = heads * ((tokens + chunk_tokens - 1) / chunk_tokens);
-    const std::size_t floats = softmax_attention<Arch>::workspace_floats(job, chunk_tokens);
+    std::size_t chunk_tokens = (tokens + chunks - 1) / chunks;
+    const bool panel = kernels::make_plan(job, chunk_tokens).panel;
+    if (!panel) chunk_tokens = tokens;
+    const std::size_t head_ranges = panel ? heads : std::min(heads, threads);
+    const std::size_t token_chunks = (tokens + chunk_tokens - 1) / chunk_tokens;
+    // the last chunk is shorter and may plan differently: size for both
+    const std::size_t floats = std::max(kernels::workspace_floats(job, chunk_tokens),
+                                        kernels::workspace_floats(job, tokens - (token_chunks - 1) * chunk_tokens));
     std::vector<aligned_floats> workspaces;
     for (std::size_t i = 0; i < threads; ++i) workspaces.push_back(allocate_floats(floats));
-    const auto count = static_cast<std::int64_t>(units);
+    const auto units = static_cast<std::int64_t>(head_ranges * token_chunks);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (std::int64_t u = 0; u < count; ++u) {
+    for (std::int64_t u = 0; u < units; ++u) {
         const auto unit = static_cast<std::size_t>(u);
-        const std::size_t h = job.kv_head_begin + unit % heads;
-        const std::size_t t0 = job.token_begin + unit / heads * chunk_tokens;
-        softmax_attention<Arch>::run(job, h, h + 1, t0, std::min(job.token_end, t0 + chunk_tokens),
-                                     workspaces[static_cast<std::size_t>(omp_get_thread_num())].get());
+        const std::size_t range = unit % head_ranges, chunk = unit / head_ranges;
+        const std::size_t h0 = job.kv_head_begin + range * heads / head_ranges;
+        const std::size_t h1 = job.kv_head_begin + (range + 1) * heads / head_ranges;
+        const std::size_t t0 = job.token_begin + chunk * chunk_tokens;
+        kernels::run(job, h0, h1, t0, std::min(job.token_end, t0 + chunk_tokens),
+                     workspaces[static_cast<std::size_t>(omp_get_thread_num())].get());
     }
 }
 #endif

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -174,49 +175,58 @@ struct softmax_attention {
     static std::size_t round_up(std::size_t n, std::size_t m) noexcept { return (n + m - 1) / m * m; }
 
     struct plan {
-        std::size_t block_tokens;  // tokens per block: block_tokens * group query rows
-        std::size_t rows;          // query rows of the largest block
+        std::size_t block_tokens;  // tokens per block: block_tokens * group query rows per head
+        std::size_t rows;          // query rows per head of the largest block
+        std::size_t heads;         // kv heads that share a pass over the keys
         std::size_t o_stride;      // floats per O row (v_dim rounded up to 64 bytes)
         bool panel;                // Q.K^T through the packed K^T panel
-        std::size_t panel_floats, key_rows_floats, q_floats, s_floats, o_floats, stats_floats;
+        std::size_t panel_floats, key_rows_floats, value_rows_floats, q_floats, s_floats, o_floats, stats_floats;
 
         std::size_t total() const noexcept {
-            return panel_floats + key_rows_floats + q_floats + s_floats + o_floats + 3 * stats_floats;
+            return panel_floats + key_rows_floats + value_rows_floats + q_floats + s_floats + o_floats + 3 * stats_floats;
         }
     };
 
-    // The workspace of one unit of unit_tokens tokens (any kv head).
-    static plan make_plan(const attention_job& job, std::size_t unit_tokens) noexcept {
+    // The workspace of a call on tokens [t0, t0 + tokens) of the job's kv heads. With the panel,
+    // one kv head at a time; without (few query rows: decode), all the job's kv heads go through
+    // each key tile together, so that the keys and values are read in memory order (one head's
+    // rows alone are a short run every kv_heads * head_dim floats: a new page every few rows).
+    static plan make_plan(const attention_job& job, std::size_t tokens) noexcept {
         plan p{};
         const std::size_t g = job.group;
-        p.block_tokens = std::max<std::size_t>(1, block_rows / g);
-        p.rows = std::min(p.block_tokens, std::max<std::size_t>(unit_tokens, 1)) * g;
+        p.panel = tokens * g >= panel_min_rows;
+        p.block_tokens = p.panel ? std::max<std::size_t>(1, block_rows / g) : std::max<std::size_t>(tokens, 1);
+        p.rows = std::min(p.block_tokens, std::max<std::size_t>(tokens, 1)) * g;
+        p.heads = p.panel ? 1 : std::max<std::size_t>(1, job.kv_head_end - job.kv_head_begin);
         p.o_stride = round_up(job.v_dim, align);
-        p.panel = unit_tokens * g >= panel_min_rows;
         p.panel_floats = p.panel ? round_up(job.kv_tokens, tile_keys) * job.head_dim : 0;
-        p.key_rows_floats = job.rotate_k ? round_up(tile_keys * job.head_dim, align) : 0;
-        p.q_floats = round_up(p.rows * job.head_dim, align);
-        p.s_floats = p.rows * tile_keys;
-        p.o_floats = p.rows * p.o_stride;
-        p.stats_floats = round_up(p.rows, align);
+        p.key_rows_floats = job.rotate_k || !p.panel ? round_up(p.heads * tile_keys * job.head_dim, align) : 0;
+        p.value_rows_floats = p.panel ? 0 : p.heads * tile_keys * p.o_stride;
+        const std::size_t rows = p.heads * p.rows;
+        p.q_floats = round_up(rows * job.head_dim, align);
+        p.s_floats = rows * tile_keys;
+        p.o_floats = rows * p.o_stride;
+        p.stats_floats = round_up(rows, align);
         return p;
     }
 
-    static std::size_t workspace_floats(const attention_job& job, std::size_t unit_tokens) noexcept {
-        return make_plan(job, unit_tokens).total();
+    static std::size_t workspace_floats(const attention_job& job, std::size_t tokens) noexcept {
+        return make_plan(job, tokens).total();
     }
 
-    // kv heads [h0, h1) x tokens [t0, t1) of a validated job; workspace holds
-    // workspace_floats(job, t1 - t0) floats, 64-byte aligned.
+    // kv heads [h0, h1) (within the job's kv head range) x tokens [t0, t1) of a validated job;
+    // workspace holds workspace_floats(job, t1 - t0) floats, 64-byte aligned.
     static void run(const attention_job& job, std::size_t h0, std::size_t h1, std::size_t t0, std::size_t t1,
                     float* workspace) noexcept {
-        if (t0 >= t1 || job.v_dim == 0) return;
-        for (std::size_t h = h0; h < h1; ++h) run_unit(job, h, t0, t1, workspace);
+        if (t0 >= t1 || h0 >= h1 || job.v_dim == 0) return;
+        const plan p = make_plan(job, t1 - t0);
+        if (!p.panel) return run_heads(job, p, h0, h1, t0, t1, workspace);
+        for (std::size_t h = h0; h < h1; ++h) run_heads(job, p, h, h + 1, t0, t1, workspace);
     }
 
   private:
     struct scratch {
-        float *panel, *key_rows, *q, *s, *o, *m, *l, *alpha;
+        float *panel, *key_rows, *value_rows, *q, *s, *o, *m, *l, *alpha;
     };
 
     // Keys [0, keys_seen(t)) are visible to token t.
@@ -272,7 +282,7 @@ struct softmax_attention {
                            q + (t * g + i) * d, d, job.scale_log2e);
     }
 
-    // Keys [n0, n0 + nk) of kv head h as rows: k's own rows, or rotated into key_rows (stride d).
+    // Keys [n0, n0 + nk) of kv head h as rows: k's own rows, or rotated into `rows` (stride d).
     static const float* key_rows(const attention_job& job, std::size_t h, std::size_t n0, std::size_t nk,
                                  float* rows, std::ptrdiff_t& stride) noexcept {
         const float* first = job.k + static_cast<std::ptrdiff_t>(n0) * job.k_token_stride +
@@ -285,6 +295,32 @@ struct softmax_attention {
         rotate_rows(job.k_rope, n0, nk, first, job.k_token_stride, job.k_head_stride, 1, job.head_dim, rows, d, d);
         stride = d;
         return rows;
+    }
+
+    // Decode: keys and values [n0, n0 + nk) of kv heads [h0, h1), token by token in memory order
+    // (a sequential read the hardware prefetchers follow), into head-major rows: head hh's keys at
+    // keys + hh * tile_keys * d, its values at values + hh * tile_keys * v_stride. Read head by head
+    // in place, a head's rows sit 4 KiB or more apart: each is a new page, where the prefetchers
+    // stop, and 16 of them share one set of the L1 cache.
+    static void pack_tile(const attention_job& job, std::size_t h0, std::size_t h1, std::size_t n0, std::size_t nk,
+                          float* keys, float* values, std::size_t v_stride) noexcept {
+        const std::size_t d = job.head_dim, heads = h1 - h0;
+        const float* k = job.k + static_cast<std::ptrdiff_t>(n0) * job.k_token_stride +
+                         static_cast<std::ptrdiff_t>(h0) * job.k_head_stride;
+        const float* v = job.v + static_cast<std::ptrdiff_t>(n0) * job.v_token_stride +
+                         static_cast<std::ptrdiff_t>(h0) * job.v_head_stride;
+        if (job.rotate_k)
+            rotate_rows(job.k_rope, n0, nk, k, job.k_token_stride, job.k_head_stride, heads, d, keys,
+                        static_cast<std::ptrdiff_t>(d), static_cast<std::ptrdiff_t>(tile_keys * d));
+        for (std::size_t n = 0; n < nk; ++n)
+            for (std::size_t hh = 0; hh < heads; ++hh) {
+                const auto token = static_cast<std::ptrdiff_t>(n), head = static_cast<std::ptrdiff_t>(hh);
+                if (!job.rotate_k)
+                    std::memcpy(keys + (hh * tile_keys + n) * d, k + token * job.k_token_stride + head * job.k_head_stride,
+                                d * sizeof(float));
+                std::memcpy(values + (hh * tile_keys + n) * v_stride,
+                            v + token * job.v_token_stride + head * job.v_head_stride, job.v_dim * sizeof(float));
+            }
     }
 
     // K^T of kv head h for keys [0, key_end): one block of head_dim x tile_keys floats per key tile,
@@ -418,11 +454,11 @@ struct softmax_attention {
 
     // out = O / l for the block's rows; a row that saw no key (l = 0) gets zeros.
     static void write_output(const attention_job& job, std::size_t h, std::size_t tb, std::size_t nb, const scratch& w,
-                             std::size_t o_stride) noexcept {
+                             std::size_t first, std::size_t o_stride) noexcept {
         const std::size_t g = job.group;
         for (std::size_t t = 0; t < nb; ++t)
             for (std::size_t i = 0; i < g; ++i) {
-                const std::size_t row = t * g + i;
+                const std::size_t row = first + t * g + i;
                 float* dst = job.out + static_cast<std::ptrdiff_t>(tb + t) * job.out_token_stride +
                              static_cast<std::ptrdiff_t>(h * g + i) * job.out_head_stride;
                 scale_copy(w.o + row * o_stride, dst, job.v_dim, w.l[row] > 0.0f ? 1.0f / w.l[row] : 0.0f);
@@ -439,6 +475,7 @@ struct softmax_attention {
         };
         w.panel = take(p.panel_floats);
         w.key_rows = take(p.key_rows_floats);
+        w.value_rows = take(p.value_rows_floats);
         w.q = take(p.q_floats);
         w.s = take(p.s_floats);
         w.o = take(p.o_floats);
@@ -448,52 +485,61 @@ struct softmax_attention {
         return w;
     }
 
-    // kv head h (and its group of q heads) for tokens [t0, t1): FlashAttention's loop, blocks of
-    // query rows outside, key tiles inside, with the running max and sum of each row.
-    static void run_unit(const attention_job& job, std::size_t h, std::size_t t0, std::size_t t1, float* workspace) noexcept {
-        const plan p = make_plan(job, t1 - t0);
+    // kv heads [h0, h1) (each with its group of q heads) for tokens [t0, t1): FlashAttention's
+    // loop, blocks of query rows outside, key tiles inside, with the running max and sum of each
+    // row. Head hh's rows of a block start at row hh * p.rows of the scratch tiles.
+    static void run_heads(const attention_job& job, const plan& p, std::size_t h0, std::size_t h1, std::size_t t0,
+                          std::size_t t1, float* workspace) noexcept {
         const scratch w = carve(p, workspace);
-        const std::size_t g = job.group, d = job.head_dim;
-        if (p.panel) pack_panel(job, h, keys_seen(job, t1 - 1), w);
+        const std::size_t g = job.group, d = job.head_dim, heads = h1 - h0;
+        if (p.panel) pack_panel(job, h0, keys_seen(job, t1 - 1), w);
         for (std::size_t tb = t0; tb < t1; tb += p.block_tokens) {
-            const std::size_t nb = std::min(p.block_tokens, t1 - tb), rows = nb * g;
-            pack_queries(job, h, tb, nb, w.q);
-            std::fill(w.m, w.m + rows, -FLT_MAX);
-            std::fill(w.l, w.l + rows, 0.0f);
-            std::fill(w.o, w.o + rows * p.o_stride, 0.0f);
+            const std::size_t nb = std::min(p.block_tokens, t1 - tb), rows = nb * g, all_rows = heads * p.rows;
+            for (std::size_t hh = 0; hh < heads; ++hh) pack_queries(job, h0 + hh, tb, nb, w.q + hh * p.rows * d);
+            std::fill(w.m, w.m + all_rows, -FLT_MAX);
+            std::fill(w.l, w.l + all_rows, 0.0f);
+            std::fill(w.o, w.o + all_rows * p.o_stride, 0.0f);
             const std::size_t key_end = keys_seen(job, tb + nb - 1);
             for (std::size_t n0 = 0; n0 < key_end; n0 += tile_keys) {
                 const std::size_t nk = std::min(tile_keys, key_end - n0);
-                std::ptrdiff_t k_stride = 0;
-                const float* k = p.panel ? nullptr : key_rows(job, h, n0, nk, w.key_rows, k_stride);
-                const float* v = job.v + static_cast<std::ptrdiff_t>(n0) * job.v_token_stride +
-                                 static_cast<std::ptrdiff_t>(h) * job.v_head_stride;
-                for (std::size_t r0 = 0; r0 < rows; r0 += tile_rows) {
-                    const std::size_t rr = std::min(tile_rows, rows - r0);
-                    // keys of this tile that the group's last (latest) row sees: none, skip the group
-                    const std::size_t seen = keys_seen(job, tb + (r0 + rr - 1) / g);
-                    if (seen <= n0) continue;
-                    const std::size_t n_end = std::min(nk, seen - n0);
-                    float* s = w.s + r0 * tile_keys;
-                    if (p.panel)
-                        with_vector_count<tile_rows>(rr, [&](auto nr) {
-                            qk_panel<decltype(nr)::value>(w.q + r0 * d, d, w.panel + n0 * d, s);
-                        });
-                    else
-                        qk_dot(rr, w.q + r0 * d, d, k, k_stride, nk, s);
-                    for (std::size_t r = r0; r < r0 + rr; ++r) {
-                        float* row = w.s + r * tile_keys;
-                        const std::size_t visible = std::min(nk, std::max(keys_seen(job, tb + r / g), n0) - n0);
-                        std::fill(row + visible, row + tile_keys, -std::numeric_limits<float>::infinity());
-                        w.alpha[r] = softmax_row(row, w.m[r], w.l[r]);
+                if (!p.panel) pack_tile(job, h0, h1, n0, nk, w.key_rows, w.value_rows, p.o_stride);
+                for (std::size_t hh = 0; hh < heads; ++hh) {
+                    const std::size_t h = h0 + hh, first = hh * p.rows;
+                    const float* k = w.key_rows + hh * tile_keys * d;
+                    const float* v = w.value_rows + hh * tile_keys * p.o_stride;
+                    auto k_stride = static_cast<std::ptrdiff_t>(d), v_stride = static_cast<std::ptrdiff_t>(p.o_stride);
+                    if (p.panel) {
+                        v = job.v + static_cast<std::ptrdiff_t>(n0) * job.v_token_stride +
+                            static_cast<std::ptrdiff_t>(h) * job.v_head_stride;
+                        v_stride = job.v_token_stride;
                     }
-                    with_vector_count<tile_rows>(rr, [&](auto nr) {
-                        pv<decltype(nr)::value>(s, n_end, v, job.v_token_stride, job.v_dim, w.o + r0 * p.o_stride,
-                                                p.o_stride, w.alpha + r0);
-                    });
+                    for (std::size_t r0 = 0; r0 < rows; r0 += tile_rows) {
+                        const std::size_t rr = std::min(tile_rows, rows - r0);
+                        // keys of this tile that the group's last (latest) row sees: none, skip it
+                        const std::size_t seen = keys_seen(job, tb + (r0 + rr - 1) / g);
+                        if (seen <= n0) continue;
+                        const std::size_t n_end = std::min(nk, seen - n0), at = first + r0;
+                        float* s = w.s + at * tile_keys;
+                        if (p.panel)
+                            with_vector_count<tile_rows>(rr, [&](auto nr) {
+                                qk_panel<decltype(nr)::value>(w.q + at * d, d, w.panel + n0 * d, s);
+                            });
+                        else
+                            qk_dot(rr, w.q + at * d, d, k, k_stride, nk, s);
+                        for (std::size_t r = r0; r < r0 + rr; ++r) {
+                            float* row = w.s + (first + r) * tile_keys;
+                            const std::size_t visible = std::min(nk, std::max(keys_seen(job, tb + r / g), n0) - n0);
+                            std::fill(row + visible, row + tile_keys, -std::numeric_limits<float>::infinity());
+                            w.alpha[first + r] = softmax_row(row, w.m[first + r], w.l[first + r]);
+                        }
+                        with_vector_count<tile_rows>(rr, [&](auto nr) {
+                            pv<decltype(nr)::value>(s, n_end, v, v_stride, job.v_dim, w.o + at * p.o_stride,
+                                                    p.o_stride, w.alpha + at);
+                        });
+                    }
                 }
             }
-            write_output(job, h, tb, nb, w, p.o_stride);
+            for (std::size_t hh = 0; hh < heads; ++hh) write_output(job, h0 + hh, tb, nb, w, hh * p.rows, p.o_stride);
         }
     }
 };
