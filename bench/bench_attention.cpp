@@ -302,9 +302,9 @@ void BM_decode(benchmark::State& state) {
 
 // ---- Registration ----------------------------------------------------------------------------------
 
-std::string prefill_name(const std::string& what, std::size_t tokens, bool causal) {
-    return what + (causal ? "/causal(FLOP=4*T*T*128*32/2)" : "/full(FLOP=4*T*T*128*32)") + "/tokens:" +
-           std::to_string(tokens);
+// The FLOP count in the label: T tokens, 128 head_dim, 32 q heads.
+std::string prefill_name(const std::string& what, bool causal) {
+    return what + (causal ? "/causal(FLOP=4*T*T*128*32/2)" : "/full(FLOP=4*T*T*128*32)");
 }
 
 template <class F, class... Extra>
@@ -317,47 +317,42 @@ benchmark::internal::Benchmark* add(const std::string& name, std::vector<std::in
         ->Unit(benchmark::kMillisecond);
 }
 
-void register_rows() {
-    add("limit/fma_peak", {1}, {"threads"}, BM_fma_peak);
 #if defined(_OPENMP)
-    add("limit/fma_peak", {2}, {"threads"}, BM_fma_peak);
+constexpr std::int64_t max_threads = 2;
+#else
+constexpr std::int64_t max_threads = 1;
 #endif
+
+// Rows are registered shape by shape, so that each shape's rows print together: 1 and 2 threads
+// of MHA and GQA, then (single thread) the comparisons. 8192-token rows take seconds: one
+// iteration each, and no materialized row (256 MiB of scores per head).
+void register_rows() {
+    for (std::int64_t threads = 1; threads <= max_threads; ++threads)
+        add("limit/fma_peak", {threads}, {"threads"}, BM_fma_peak);
     const std::vector<std::string> names = {"tokens", "kv_heads", "causal", "threads"};
+    const auto mha = static_cast<std::int64_t>(q_heads), gqa = static_cast<std::int64_t>(gqa_kv_heads);
     for (std::int64_t tokens : {512, 2048, 8192})
         for (bool causal : {true, false}) {
-            for (std::int64_t threads : {1, 2}) {
-#if !defined(_OPENMP)
-                if (threads > 1) continue;
-#endif
-                auto* row = add(prefill_name("attention/mha", static_cast<std::size_t>(tokens), causal),
-                                {tokens, static_cast<std::int64_t>(q_heads), causal, threads}, names, BM_attention, false);
-                if (tokens == 8192) row->Iterations(1);
-                if (tokens <= 2048) {
-                    auto* gqa = add(prefill_name("attention/gqa", static_cast<std::size_t>(tokens), causal),
-                                    {tokens, static_cast<std::int64_t>(gqa_kv_heads), causal, threads}, names, BM_attention,
-                                    false);
-                    (void)gqa;
-                }
+            const bool long_rows = tokens == 8192;
+            for (std::int64_t threads = 1; threads <= max_threads; ++threads) {
+                auto* row = add(prefill_name("attention/mha", causal), {tokens, mha, causal, threads}, names, BM_attention, false);
+                if (long_rows)
+                    row->Iterations(1);
+                else
+                    add(prefill_name("attention/gqa", causal), {tokens, gqa, causal, threads}, names, BM_attention, false);
             }
+            if (long_rows) continue;
             if (tokens == 2048)
-                add(prefill_name("attention/mha_rope_inside", 2048, causal), {2048, static_cast<std::int64_t>(q_heads), causal, 1},
-                    names, BM_attention, true);
-            if (tokens <= 2048) {
-                add(prefill_name("gemm_softmax_materialized/mha", static_cast<std::size_t>(tokens), causal),
-                    {tokens, static_cast<std::int64_t>(q_heads), causal, 1}, names, BM_gemm_softmax_materialized);
-                add(prefill_name("eigen_tiles/mha", static_cast<std::size_t>(tokens), causal),
-                    {tokens, static_cast<std::int64_t>(q_heads), causal, 1, 64}, {"tokens", "kv_heads", "causal", "threads", "tile"},
-                    BM_eigen_tiles);
-            }
+                add(prefill_name("attention/mha_rope_inside", causal), {tokens, mha, causal, 1}, names, BM_attention, true);
+            add(prefill_name("gemm_softmax_materialized/mha", causal), {tokens, mha, causal, 1}, names,
+                BM_gemm_softmax_materialized);
+            add(prefill_name("eigen_tiles/mha", causal), {tokens, mha, causal, 1, 64},
+                {"tokens", "kv_heads", "causal", "threads", "tile"}, BM_eigen_tiles);
         }
     for (std::int64_t kv_tokens : {4096, 32768}) {
         add("limit/memcpy(K+V bytes of the cache)", {kv_tokens}, {"kv_tokens"}, BM_memcpy_kv);
-        for (std::int64_t threads : {1, 2}) {
-#if !defined(_OPENMP)
-            if (threads > 1) continue;
-#endif
+        for (std::int64_t threads = 1; threads <= max_threads; ++threads)
             add("decode/gqa_32q_8kv(1 token, bytes=K+V read)", {kv_tokens, threads}, {"kv_tokens", "threads"}, BM_decode);
-        }
     }
 }
 

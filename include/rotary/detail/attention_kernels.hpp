@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -204,7 +203,7 @@ struct softmax_attention {
         p.value_rows_floats = p.panel ? 0 : p.heads * tile_keys * p.o_stride;
         const std::size_t rows = p.heads * p.rows;
         p.q_floats = round_up(rows * job.head_dim, align);
-        p.s_floats = rows * tile_keys;
+        p.s_floats = round_up(rows * tile_keys, align);
         p.o_floats = rows * p.o_stride;
         p.stats_floats = round_up(rows, align);
         return p;
@@ -253,6 +252,13 @@ struct softmax_attention {
         job.buffer[0] = {in, out, heads, head_dim, in_token_stride, in_head_stride, out_token_stride, out_head_stride};
         job.range = {0, count};
         run_tokens<Arch>(job, 0, count);
+    }
+
+    // dst[0 .. n) = src[0 .. n), inline (a libc call per row costs more than the row)
+    static void copy(const float* src, float* dst, std::size_t n) noexcept {
+        std::size_t j = 0;
+        for (; j + width <= n; j += width) batch::load_unaligned(src + j).store_unaligned(dst + j);
+        for (; j < n; ++j) dst[j] = src[j];
     }
 
     // dst[0 .. n) = src[0 .. n) * factor
@@ -316,10 +322,9 @@ struct softmax_attention {
             for (std::size_t hh = 0; hh < heads; ++hh) {
                 const auto token = static_cast<std::ptrdiff_t>(n), head = static_cast<std::ptrdiff_t>(hh);
                 if (!job.rotate_k)
-                    std::memcpy(keys + (hh * tile_keys + n) * d, k + token * job.k_token_stride + head * job.k_head_stride,
-                                d * sizeof(float));
-                std::memcpy(values + (hh * tile_keys + n) * v_stride,
-                            v + token * job.v_token_stride + head * job.v_head_stride, job.v_dim * sizeof(float));
+                    copy(k + token * job.k_token_stride + head * job.k_head_stride, keys + (hh * tile_keys + n) * d, d);
+                copy(v + token * job.v_token_stride + head * job.v_head_stride, values + (hh * tile_keys + n) * v_stride,
+                     job.v_dim);
             }
     }
 
