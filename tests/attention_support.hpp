@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -173,6 +174,21 @@ inline void attention_on(const attention_backend& b, const rotary::rope_table<fl
     }
     run_attention_job(*b.kernels, rotary::detail::make_attention_job<xsimd::default_arch>(table, pair_layout, q_pos, k_pos,
                                                                                           q, k, v, out, options));
+}
+
+// Runs call and expects an exception of type E whose message holds every one of parts.
+template <class E>
+void expect_exception(const std::function<void()>& call, const std::vector<std::string>& parts) {
+    try {
+        call();
+        ADD_FAILURE() << "no exception; expected one mentioning '" << parts.front() << "'";
+    } catch (const E& e) {
+        const std::string what = e.what();
+        for (const std::string& part : parts)
+            EXPECT_NE(what.find(part), std::string::npos) << "message '" << what << "' lacks '" << part << "'";
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "wrong exception type: " << e.what();
+    }
 }
 
 }  // namespace rotary_test

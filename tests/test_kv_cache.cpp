@@ -182,18 +182,7 @@ TEST(KvCache, EraseThenShiftIsAContextShift) {
 template <class E>
 void expect_throw_unchanged(kv_cache& cache, const std::function<void()>& call, const std::vector<std::string>& parts) {
     const cache_state before = state_of(cache);
-    const std::size_t size = cache.size();
-    try {
-        call();
-        ADD_FAILURE() << "no exception; expected one mentioning '" << parts.front() << "'";
-    } catch (const E& e) {
-        const std::string what = e.what();
-        for (const std::string& part : parts)
-            EXPECT_NE(what.find(part), std::string::npos) << "message '" << what << "' lacks '" << part << "'";
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "wrong exception type: " << e.what();
-    }
-    EXPECT_EQ(cache.size(), size);
+    expect_exception<E>(call, parts);
     EXPECT_TRUE(state_of(cache) == before) << "the cache changed although the call threw";
 }
 
