@@ -350,9 +350,9 @@ void register_rows() {
                 {"tokens", "kv_heads", "causal", "threads", "tile"}, BM_eigen_tiles);
         }
     for (std::int64_t kv_tokens : {4096, 32768}) {
-        add("limit/memcpy(K+V bytes of the cache)", {kv_tokens}, {"kv_tokens"}, BM_memcpy_kv);
+        add("limit/memcpy(bytes=K+V_of_the_cache)", {kv_tokens}, {"kv_tokens"}, BM_memcpy_kv);
         for (std::int64_t threads = 1; threads <= max_threads; ++threads)
-            add("decode/gqa_32q_8kv(1 token, bytes=K+V read)", {kv_tokens, threads}, {"kv_tokens", "threads"}, BM_decode);
+            add("decode/gqa_32q_8kv(1_token,bytes=K+V_read)", {kv_tokens, threads}, {"kv_tokens", "threads"}, BM_decode);
     }
 }
 

@@ -364,6 +364,14 @@ TEST_F(AttentionErrors, Shapes) {
                               {"out is 4 tokens x 6 heads x 16", "4 x 6 x 12"});
     expect_throw_untouched<E>(
         [&] { run(heads_view<const float>(nullptr, 4, 6, 16), k.cview(), v.cview(), out.view()); }, out, {"q.data is null"});
+    // Rows repeated with stride 0: tiny buffers, a workspace size that overflows.
+    const std::size_t huge = std::size_t{1} << 62;
+    expect_throw_untouched<E>(
+        [&] {
+            run(q.cview(), heads_view<const float>(k.cview().data, huge, 2, 16, 0, 16),
+                heads_view<const float>(v.cview().data, huge, 2, 12, 0, 12), out.view());
+        },
+        out, {"attention sizes overflow", "k.tokens 4611686018427387904"});
 }
 
 TEST_F(AttentionErrors, OverlappingOutput) {

@@ -143,6 +143,19 @@ attention_job make_attention_job(const rope_table<float>* table, layout pair_lay
     check_disjoint(co, ck);
     check_disjoint(co, cv);
 
+    // The workspace (see softmax_attention::make_plan) stays below this many bytes; inputs may
+    // repeat rows (stride 0), so their extents alone do not bound it.
+    std::size_t query_rows, rows, columns, bytes;
+    if (mul_overflows(q.tokens, q.heads, query_rows) || add_overflows(k.tokens, query_rows, rows) ||
+        add_overflows(rows, 1024, rows) || add_overflows(q.head_dim, v.head_dim, columns) ||
+        add_overflows(columns, 1024, columns) || mul_overflows(rows, columns, bytes) ||
+        mul_overflows(bytes, sizeof(float), bytes))
+        fail_invalid([&] {
+            return "attention sizes overflow: k.tokens " + std::to_string(k.tokens) + ", q.tokens " +
+                   std::to_string(q.tokens) + " x q.heads " + std::to_string(q.heads) + ", head_dim " +
+                   std::to_string(q.head_dim) + ", v.head_dim " + std::to_string(v.head_dim);
+        });
+
     attention_job job;
     job.tokens = q.tokens;
     job.kv_tokens = k.tokens;
