@@ -1,15 +1,15 @@
 # rotary_arch_flags(<var> <arch>): the compile flags of one xsimd arch, for a translation unit
 # that instantiates rotary's kernels for it (tests, benchmarks, runtime dispatch).
 #   sse2       x86-64 baseline
-#   avx2       AVX2 with FMA (xsimd::fma3<xsimd::avx2>)
+#   avx2       AVX2 with FMA and F16C (xsimd::fma3<xsimd::avx2>; every AVX2 CPU has F16C)
 #   avx512bw   AVX-512 F/CD/DQ/BW (xsimd::avx512bw)
 function(rotary_arch_flags var arch)
   if(arch STREQUAL "sse2")
     set(flags -msse2)
   elseif(arch STREQUAL "avx2")
-    set(flags -mavx2 -mfma)
+    set(flags -mavx2 -mfma -mf16c)
   elseif(arch STREQUAL "avx512bw")
-    set(flags -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx2 -mfma)
+    set(flags -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx2 -mfma -mf16c)
   else()
     message(FATAL_ERROR "rotary_arch_flags: unknown arch '${arch}' (sse2, avx2, avx512bw)")
   endif()
@@ -51,4 +51,31 @@ function(rotary_add_kernel_sets target)
   if(arg_SOURCES_VAR)
     set(${arg_SOURCES_VAR} ${sources} PARENT_SCOPE)
   endif()
+endfunction()
+
+# rotary_add_dispatch(<target> ARCHS <arch>...)
+# Runtime ISA dispatch for <target> (see <rotary/dispatch.hpp>): adds the kernel sets of the given
+# archs (rotary_add_kernel_sets) and a registry translation unit, compiled with <target>'s own
+# flags, that lists them in the given order (best first) followed by the scalar path. Then
+# rotary::dispatch::apply(...) runs the first arch this CPU supports, or the one forced with
+# rotary::dispatch::force_arch() or the environment variable ROTARY_FORCE_ARCH. Use it once per
+# binary (the kernel sets are global symbols).
+set(_rotary_dispatch_template "${CMAKE_CURRENT_LIST_DIR}/rotary_dispatch_registry.cpp.in")
+function(rotary_add_dispatch target)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "ARCHS")
+  if(NOT arg_ARCHS)
+    message(FATAL_ERROR "rotary_add_dispatch(${target}): give ARCHS, e.g. ARCHS avx512bw avx2 sse2")
+  endif()
+  rotary_add_kernel_sets(${target} ARCHS ${arg_ARCHS})
+  set(ROTARY_DISPATCH_DECLARATIONS "")
+  set(ROTARY_DISPATCH_ENTRIES "")
+  foreach(arch IN LISTS arg_ARCHS)
+    rotary_arch_type(type ${arch})
+    string(APPEND ROTARY_DISPATCH_DECLARATIONS "ROTARY_DECLARE_KERNEL_SET(${arch});\n")
+    string(APPEND ROTARY_DISPATCH_ENTRIES
+      "        {\"${arch}\", &rotary::cpu_supports<${type}>, &rotary_kernel_set_${arch}},\n")
+  endforeach()
+  set(source "${CMAKE_CURRENT_BINARY_DIR}/${target}_dispatch_registry.cpp")
+  configure_file("${_rotary_dispatch_template}" "${source}" @ONLY)
+  target_sources(${target} PRIVATE "${source}")
 endfunction()

@@ -1,14 +1,13 @@
 // The public entry points instantiated for this translation unit's default arch and the scalar
-// path, fp32 and fp64, both layouts through the runtime argument: compiled as C++17 with
-// -Wall -Wextra -Wpedantic -Werror by the test build.
+// path, fp32 and fp64, both layouts through the runtime argument, with a table and table-free, and
+// the scaling methods: compiled as C++17 with -Wall -Wextra -Wpedantic -Werror by the test build.
 #include <rotary/rotary.hpp>
 
 namespace {
 
-template <class Arch, class T>
-void instantiate_all() {
-    using C = rotary::compute_type_t<T>;
-    rotary::rope_table<C> table(4, 2);
+// Source: a rope_table, or a rope_angles (the table-free path).
+template <class Arch, class T, class Source>
+void instantiate_all(const Source& table) {
     T q[8] = {}, k[4] = {}, out_q[8] = {}, out_k[4] = {};
     const std::int32_t ids32[1] = {1};
     const std::int64_t ids64[1] = {0};
@@ -20,6 +19,19 @@ void instantiate_all() {
         rotary::apply_qk<Arch>(table, l, rotary::heads_view<const T>(qv), oq, rotary::heads_view<const T>(kv), ok,
                                rotary::positions::starting_at(0), {rotary::direction::inverse});
     }
+}
+
+template <class Arch, class T>
+void instantiate_all() {
+    using C = rotary::compute_type_t<T>;
+    instantiate_all<Arch, T>(rotary::rope_table<C>(4, 2));
+    rotary::rope_config config;  // scaling.hpp
+    config.head_dim = 4;
+    rotary::set_config_field(config, "rope_type", "linear");
+    rotary::set_config_field(config, "factor", "2");
+    const rotary::rope_frequencies frequencies = rotary::frequencies_from_config(config);
+    instantiate_all<Arch, T>(rotary::rope_angles<C>(frequencies));
+    (void)rotary::long_term_decay_bound(frequencies, 3);
 }
 
 }  // namespace

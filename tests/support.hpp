@@ -141,36 +141,39 @@ inline std::vector<backend> backends() {
     return all;
 }
 
+// A job of a rope_table runs the table kernel, one of a rope_angles (no table) the table-free one.
 template <class T, class C>
 void run_job(const backend& b, const rotary::detail::rope_job<T, C>& job) {
-    b.kernels->template rotate<T>()(job, job.range.begin, job.range.end);
+    const auto kernel = job.table != nullptr ? b.kernels->template rotate<T>() : b.kernels->template rotate_table_free<T>();
+    kernel(job, job.range.begin, job.range.end);
 }
 
-template <class T, class C>
-void apply_in_place(const backend& b, const rotary::rope_table<C>& table, rotary::layout layout,
+// Source: a rope_table or a rope_angles (the table-free path).
+template <class T, class Source>
+void apply_in_place(const backend& b, const Source& table, rotary::layout layout,
                     rotary::heads_view<T> x, const rotary::positions& pos, const rotary::apply_options& o = {}) {
     if (!b.kernels) return rotary::apply(table, layout, x, pos, o);
     run_job(b, rotary::detail::job_in_place(table, layout, x, pos, o));
 }
 
-template <class T, class C>
-void apply_out_of_place(const backend& b, const rotary::rope_table<C>& table, rotary::layout layout,
+template <class T, class Source>
+void apply_out_of_place(const backend& b, const Source& table, rotary::layout layout,
                         rotary::heads_view<const rotary::detail::identity_t<T>> in, rotary::heads_view<T> out, const rotary::positions& pos,
                         const rotary::apply_options& o = {}) {
     if (!b.kernels) return rotary::apply(table, layout, in, out, pos, o);
     run_job(b, rotary::detail::job_out_of_place(table, layout, in, out, pos, o));
 }
 
-template <class T, class C>
-void apply_qk_in_place(const backend& b, const rotary::rope_table<C>& table, rotary::layout layout,
+template <class T, class Source>
+void apply_qk_in_place(const backend& b, const Source& table, rotary::layout layout,
                        rotary::heads_view<T> q, rotary::heads_view<T> k, const rotary::positions& pos,
                        const rotary::apply_options& o = {}) {
     if (!b.kernels) return rotary::apply_qk(table, layout, q, k, pos, o);
     run_job(b, rotary::detail::job_qk_in_place(table, layout, q, k, pos, o));
 }
 
-template <class T, class C>
-void apply_qk_out_of_place(const backend& b, const rotary::rope_table<C>& table, rotary::layout layout,
+template <class T, class Source>
+void apply_qk_out_of_place(const backend& b, const Source& table, rotary::layout layout,
                            rotary::heads_view<const rotary::detail::identity_t<T>> q_in, rotary::heads_view<T> q_out,
                            rotary::heads_view<const rotary::detail::identity_t<T>> k_in, rotary::heads_view<T> k_out,
                            const rotary::positions& pos, const rotary::apply_options& o = {}) {

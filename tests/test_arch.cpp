@@ -1,8 +1,8 @@
-// Every SIMD arch this CPU runs against the scalar path: rotary_dim 2..130 (every tail), head_dim
-// past rotary_dim, odd token counts, misaligned pointers, strided views, in place and out of place,
-// start offsets and int32/int64 position ids, forward and inverse, fused q/k with GQA. Buffers are
-// allocated to their exact extent, so an over-read or over-write is an ASan error, and the gaps
-// between strided rows hold a sentinel that must survive.
+// Every SIMD arch this CPU runs against the scalar path, with a table and table-free: rotary_dim
+// 2..130 (every tail), head_dim past rotary_dim, odd token counts, misaligned pointers, strided
+// views, in place and out of place, start offsets and int32/int64 position ids, forward and
+// inverse, fused q/k with GQA. Buffers are allocated to their exact extent, so an over-read or
+// over-write is an ASan error, and the gaps between strided rows hold a sentinel that must survive.
 #include "support.hpp"
 
 using namespace rotary_test;
@@ -75,7 +75,8 @@ class SimdVsScalar : public ::testing::TestWithParam<std::string> {
         if (!arch->supported()) GTEST_SKIP() << GetParam() << " does not run on this CPU";
     }
 
-    template <class T>
+    // table_free: the same sweep with a rope_angles (each token's cos/sin computed) for the table.
+    template <class T, bool table_free = false>
     void sweep() {
         using C = rotary::compute_type_t<T>;
         const backend simd{arch->name, &arch->kernels()};
@@ -85,7 +86,13 @@ class SimdVsScalar : public ::testing::TestWithParam<std::string> {
         for (std::size_t rotary_dim = 2; rotary_dim <= 130; rotary_dim += 2) {
             const std::size_t extras[] = {0, 1, 3, 8};
             const std::size_t head_dim = rotary_dim + extras[(rotary_dim / 2) % 4];
-            rotary::rope_table<C> table(rotary_dim, 600, rotary_dim % 4 == 0 ? 10000.0 : 500000.0);
+            const double base = rotary_dim % 4 == 0 ? 10000.0 : 500000.0;
+            const auto table = [&] {
+                if constexpr (table_free)
+                    return rotary::rope_angles<C>(rotary_dim, base);
+                else
+                    return rotary::rope_table<C>(rotary_dim, 600, base);
+            }();
             for (layout l : {layout::interleaved, layout::half_split}) {
                 const std::string what = std::string(arch->name) + " rotary_dim " + std::to_string(rotary_dim) +
                                          " head_dim " + std::to_string(head_dim) + " " + layout_name(l);
@@ -153,6 +160,8 @@ class SimdVsScalar : public ::testing::TestWithParam<std::string> {
 
 TEST_P(SimdVsScalar, Fp32AllTails) { sweep<float>(); }
 TEST_P(SimdVsScalar, Fp64AllTails) { sweep<double>(); }
+TEST_P(SimdVsScalar, TableFreeFp32AllTails) { sweep<float, true>(); }
+TEST_P(SimdVsScalar, TableFreeFp64AllTails) { sweep<double, true>(); }
 
 INSTANTIATE_TEST_SUITE_P(, SimdVsScalar, ::testing::Values("sse2", "avx2", "avx512bw"),
                          [](const auto& info) { return info.param; });
@@ -163,5 +172,52 @@ TEST(Archs, ReportWhatThisCpuRuns) {
         std::printf("[ arch     ] %-9s %s\n", a.name.c_str(), a.supported() ? "runs here" : "not on this CPU (skipped)");
     EXPECT_TRUE(rotary::cpu_supports<xsimd::sse2>());
 }
+
+}  // namespace
+
+namespace {
+
+// Out-of-place outputs of 8 MiB and more, 64-byte aligned, are written with streaming stores: each
+// arch against the scalar path on such a job (the sweep above only has small buffers).
+template <class T>
+void streaming_matches_scalar() {
+    using C = rotary::compute_type_t<T>;
+    using aligned = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+    const std::size_t head_dim = 128, heads = 8;
+    const std::size_t tokens = rotary::detail::streaming_threshold_bytes / (heads * head_dim * sizeof(T)) + 3;
+    rotary::rope_table<C> table(head_dim, tokens + 10);
+    aligned in(tokens * heads * head_dim), want(in.size()), got(in.size());
+    const auto values = random_vector<T>(in.size(), 17);
+    std::copy(values.begin(), values.end(), in.begin());
+    for (layout l : {layout::interleaved, layout::half_split}) {
+        const heads_view<const T> iv(in.data(), tokens, heads, head_dim);
+        const auto job = rotary::detail::job_out_of_place(table, l, iv, heads_view<T>(want.data(), tokens, heads, head_dim),
+                                                          positions::starting_at(5), {});
+        ASSERT_TRUE(job.streaming);
+        scalar_kernel_set().template rotate<T>()(job, 0, tokens);
+        for (const arch_entry& a : simd_archs()) {
+            if (!a.supported()) continue;
+            std::fill(got.begin(), got.end(), T(0));
+            const auto j = rotary::detail::job_out_of_place(table, l, iv, heads_view<T>(got.data(), tokens, heads, head_dim),
+                                                            positions::starting_at(5), {});
+            a.kernels().template rotate<T>()(j, 0, tokens);
+            const double eps = std::numeric_limits<T>::epsilon();
+            for (std::size_t i = 0; i < got.size(); ++i)
+                ASSERT_NEAR(got[i], want[i], 4 * eps * std::max(1.0, std::fabs(static_cast<double>(want[i]))))
+                    << a.name << " " << layout_name(l) << " element " << i;
+        }
+    }
+    // Misaligned or in place: ordinary stores.
+    const auto misaligned = rotary::detail::job_out_of_place(
+        table, layout::half_split, heads_view<const T>(in.data(), tokens - 1, heads, head_dim),
+        heads_view<T>(got.data() + 1, tokens - 1, heads, head_dim), positions::starting_at(0), {});
+    EXPECT_FALSE(misaligned.streaming);
+    const auto in_place = rotary::detail::job_in_place(table, layout::half_split, heads_view<T>(got.data(), tokens, heads, head_dim),
+                                                       positions::starting_at(0), {});
+    EXPECT_FALSE(in_place.streaming);
+}
+
+TEST(StreamingStores, Fp32LargeOutputsMatchScalar) { streaming_matches_scalar<float>(); }
+TEST(StreamingStores, Fp64LargeOutputsMatchScalar) { streaming_matches_scalar<double>(); }
 
 }  // namespace

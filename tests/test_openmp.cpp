@@ -10,9 +10,10 @@ using rotary::positions;
 
 namespace {
 
-TEST(OpenMP, ParallelEqualsSerial) {
-    const std::size_t tokens = 37, q_heads = 8, k_heads = 2, head_dim = 96, rotary_dim = 64;
-    rotary::rope_table<float> table(rotary_dim, 512);
+// Source: a rope_table or a rope_angles (table-free), of rotary_dim 64 covering positions < 512.
+template <class Source>
+void parallel_equals_serial(const Source& table) {
+    const std::size_t tokens = 37, q_heads = 8, k_heads = 2, head_dim = 96;
     const auto q0 = random_vector<float>(tokens * q_heads * head_dim, 1);
     const auto k0 = random_vector<float>(tokens * k_heads * head_dim, 2);
     std::vector<std::int32_t> ids(tokens);
@@ -57,6 +58,9 @@ TEST(OpenMP, ParallelEqualsSerial) {
     }
 }
 
+TEST(OpenMP, ParallelEqualsSerial) { parallel_equals_serial(rotary::rope_table<float>(64, 512)); }
+TEST(OpenMP, TableFreeParallelEqualsSerial) { parallel_equals_serial(rotary::rope_angles<float>(64, 500000.0)); }
+
 // Bad input throws from the calling thread, before the parallel region, with nothing written.
 TEST(OpenMP, ValidationBeforeTheParallelRegion) {
     rotary::rope_table<float> table(64, 10);
@@ -64,6 +68,12 @@ TEST(OpenMP, ValidationBeforeTheParallelRegion) {
     const auto before = x;
     EXPECT_THROW(rotary::apply_parallel(table, layout::half_split, heads_view<float>(x.data(), 20, 1, 64),
                                         positions::starting_at(0)),
+                 std::out_of_range);
+    EXPECT_EQ(x, before);
+    const rotary::rope_angles<float> angles(64);
+    const std::vector<std::int64_t> ids = {1, 2, std::int64_t{1} << 33, 4};
+    EXPECT_THROW(rotary::apply_parallel(angles, layout::half_split, heads_view<float>(x.data(), 4, 1, 64),
+                                        positions::from_ids(ids.data(), 4)),
                  std::out_of_range);
     EXPECT_EQ(x, before);
 }

@@ -42,12 +42,19 @@ constexpr double two_pi_3 = 2.1561211432632476e-14;   // 0x1.8469898cc517p-46
 constexpr double inv_two_pi = 0.15915494309189535;
 
 // m*theta reduced to about [-pi, pi], accurate to ~1e-12 rad for 0 <= m < 2^32, |theta| <= 1.
-inline double reduced_angle(std::int64_t m, const split_frequency& f) noexcept {
-    const double md = static_cast<double>(m);
-    const double x1 = md * f.hi, x2 = md * f.mid, x3 = md * f.lo;  // x1, x2 exact
-    const double k = std::nearbyint((x1 + x2) * inv_two_pi);
+// D is double, or xsimd::batch<double, Arch> for the table-free path (table_free.hpp): the same
+// steps on every lane. An FMA contraction of any step only makes it more exact.
+template <class D>
+inline D reduce_angle(const D& m, const D& hi, const D& mid, const D& lo) noexcept {
+    using std::nearbyint;  // xsimd::nearbyint for batches, found by argument-dependent lookup
+    const D x1 = m * hi, x2 = m * mid, x3 = m * lo;  // x1, x2 exact
+    const D k = nearbyint((x1 + x2) * D(inv_two_pi));
     // x1 - k*two_pi_1 is exact (both exact, and within a factor 2 of each other: Sterbenz).
-    return ((x1 - k * two_pi_1) + (x2 - k * two_pi_2)) + (x3 - k * two_pi_3);
+    return ((x1 - k * D(two_pi_1)) + (x2 - k * D(two_pi_2))) + (x3 - k * D(two_pi_3));
+}
+
+inline double reduced_angle(std::int64_t m, const split_frequency& f) noexcept {
+    return reduce_angle(static_cast<double>(m), f.hi, f.mid, f.lo);
 }
 
 struct cos_sin {

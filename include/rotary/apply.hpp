@@ -26,10 +26,16 @@ namespace detail {
 // A validated call: up to two buffers (q and k) rotated with the same positions. Building one
 // (make_job) does every check; running one (run) does none and cannot fail. Plain fields, each
 // written once by make_job (decode calls are short enough for a struct copy to show).
+// The cos/sin rows come from a rope_table (table, row_stride) or, table-free, from the split
+// frequencies of a rope_angles (split, split_stride, attention_factor; see table_free.hpp); the
+// other source's fields are null/zero. Either way a row is padded_pairs values of cos, then sin.
 template <class T, class C>
 struct rope_job {
     const C* table;  // row m at table + m * row_stride: cos, then sin at + padded_pairs
     std::size_t row_stride;
+    const double* split;  // theta_i = split[i] + split[i + split_stride] + split[i + 2 * split_stride]
+    std::size_t split_stride;
+    double attention_factor;  // table-free only: the table has it multiplied in
     std::size_t padded_pairs;
     std::size_t pairs;
     layout pair_layout;
@@ -37,6 +43,8 @@ struct rope_job {
     positions::kind position_source;
     std::int64_t start;  // positions::kind::offset
     const void* ids;     // int32 or int64 ids, by position_source
+    const void* axes;    // the call's axis_positions (multi_axis.hpp) for positions along several axes, else null
+    bool streaming;      // write the outputs with non-temporal stores (see streaming_threshold_bytes)
     token_span range;
     std::size_t buffers;
     struct buffer {
@@ -48,24 +56,93 @@ struct rope_job {
 };
 
 template <class T, class C>
-void check_table_matches(const rope_table<C>&) {
+constexpr void check_compute_type() noexcept {
     static_assert(!std::is_const<T>::value, "rotating in place needs a mutable view: heads_view<T>, not heads_view<const T>");
     static_assert(std::is_same<C, compute_type_t<T>>::value,
-                  "the table's element type must be compute_type_t<T>: rope_table<float> for fp32 and half "
-                  "buffers, rope_table<double> for fp64 buffers");
+                  "the cos/sin element type must be compute_type_t<T>: rope_table<float> (rope_angles<float>) "
+                  "for fp32 and half buffers, rope_table<double> (rope_angles<double>) for fp64 buffers");
+}
+
+// The cos/sin source's part of a job, and what its position limit is called in messages. The
+// table-free source's set_source is in table_free.hpp (found by argument-dependent lookup through
+// rope_job).
+template <class T, class C>
+ROTARY_ALWAYS_INLINE void set_source(rope_job<T, C>& job, const rope_table<C>& table) noexcept {
+    job.table = table.data();
+    job.row_stride = table.row_stride();
+    job.split = nullptr;
+    job.split_stride = 0;
+    job.attention_factor = 1.0;
+    job.padded_pairs = table.padded_pairs();
+}
+template <class C>
+constexpr const char* position_limit_name(const rope_table<C>&) noexcept {
+    return "the table's max_positions";
+}
+
+}  // namespace detail
+
+template <class C>
+class rope_angles;  // table_free.hpp
+
+namespace detail {
+
+template <class C>
+constexpr const char* position_limit_name(const rope_angles<C>&) noexcept {
+    return "the table-free max_positions";
+}
+
+// The positions' checks and job fields (pairs: the rotary pairs, which multi-axis sections split).
+template <class T, class C>
+ROTARY_ALWAYS_INLINE void set_positions(rope_job<T, C>& job, const positions& pos, std::size_t tokens,
+                                        std::uint64_t max_positions, const char* limit_name, std::size_t /*pairs*/) {
+    check_positions(pos, tokens, job.range, max_positions, limit_name);
+    job.position_source = pos.source();
+    job.start = pos.start();
+    job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
+                                                      : static_cast<const void*>(pos.ids64());
+    job.axes = nullptr;
+}
+
+// Out-of-place outputs of at least this many bytes in all (past the L2 of current CPUs, a quarter of
+// a large L3, and so bound for memory anyway) are written with non-temporal stores: without them
+// every output line is first read from memory (read for ownership), a third of the traffic of a
+// call past the caches. In place, or below it, ordinary stores (the output stays cached for the
+// next step). fp32/fp64 outputs with 64-byte aligned rows and halves only.
+constexpr std::size_t streaming_threshold_bytes = std::size_t{8} << 20;
+
+// Whether a job writes its outputs with non-temporal stores: every buffer out of place, their
+// outputs together at least streaming_threshold_bytes, and every vector store 64-byte aligned.
+template <class T, class C, std::size_t buffers>
+ROTARY_ALWAYS_INLINE bool use_streaming_stores(const checked_view* const (&written)[buffers], const bool (&in_place)[buffers],
+                                               std::size_t pairs) noexcept {
+    if (!std::is_same<T, C>::value || (pairs * sizeof(T)) % 64 != 0) return false;
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < buffers; ++i) {
+        const checked_view& v = *written[i];
+        if (in_place[i] || v.address % 64 != 0 || (v.tokens > 1 && (v.token_stride * sizeof(T)) % 64 != 0) ||
+            (v.heads > 1 && (v.head_stride * sizeof(T)) % 64 != 0))
+            return false;
+        bytes += v.end - v.address;
+    }
+    return bytes >= streaming_threshold_bytes;
 }
 
 // names: {in name, out name} per buffer; for an in-place buffer both name the same view. The buffer
 // count is a template parameter so that the loops unroll and every checked_view lives in registers.
 // The views come by pointer, never copied (see check_view on struct copies); InView is
-// heads_view<T> for in-place calls and heads_view<const T> otherwise.
-template <std::size_t buffers, class InView, class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout pair_layout,
+// heads_view<T> for in-place calls and heads_view<const T> otherwise. Source is the cos/sin
+// source: a rope_table, or a rope_angles (table_free.hpp).
+// Positions is rotary::positions, or the axis_positions of multi_axis.hpp (their checks and job
+// fields: set_positions, found by argument-dependent lookup).
+template <std::size_t buffers, class InView, class T, class Source, class Positions,
+          class C = typename Source::value_type>
+ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_layout,
                                              const InView* const (&in_views)[buffers],
                                              const heads_view<T>* const (&out_views)[buffers],
-                                             const char* const (&names)[buffers][2], const positions& pos,
+                                             const char* const (&names)[buffers][2], const Positions& pos,
                                              const apply_options& options) {
-    check_table_matches<T>(table);
+    check_compute_type<T, C>();
     if (pair_layout != layout::interleaved && pair_layout != layout::half_split)
         fail_invalid([&] {
             return "layout must be layout::interleaved or layout::half_split, got " +
@@ -97,9 +174,9 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout 
                        std::to_string(b.heads) + " heads x " + std::to_string(b.head_dim) + ", " + a.name + " is " +
                        std::to_string(a.tokens) + " x " + std::to_string(a.heads) + " x " + std::to_string(a.head_dim);
             });
-        if (table.rotary_dim() > a.head_dim)
+        if (source.rotary_dim() > a.head_dim)
             fail_invalid([&] {
-                return "rotary_dim " + std::to_string(table.rotary_dim()) + " exceeds " + std::string(a.name) +
+                return "rotary_dim " + std::to_string(source.rotary_dim()) + " exceeds " + std::string(a.name) +
                        ".head_dim " + std::to_string(a.head_dim);
             });
         if (i > 0 && a.tokens != ins[0].tokens)
@@ -128,19 +205,14 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const rope_table<C>& table, layout 
                 if (i < j) check_disjoint(*written[i], *written[j]);
                 if (!in_place[j]) check_disjoint(*written[i], ins[j]);
             }
+    job.streaming = use_streaming_stores<T, C>(written, in_place, source.pairs());
     const std::size_t tokens = in_views[0]->tokens;
     job.range = check_token_range(options, tokens);
-    check_positions(pos, tokens, job.range, table.max_positions());
-    job.table = table.data();
-    job.row_stride = table.row_stride();
-    job.padded_pairs = table.padded_pairs();
-    job.pairs = table.pairs();
+    set_positions(job, pos, tokens, source.max_positions(), position_limit_name(source), source.pairs());
+    set_source(job, source);
+    job.pairs = source.pairs();
     job.pair_layout = pair_layout;
     job.sign = options.dir == direction::inverse ? C(-1) : C(1);
-    job.position_source = pos.source();
-    job.start = pos.start();
-    job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
-                                                      : static_cast<const void*>(pos.ids64());
     job.buffers = buffers;
     return job;
 }
@@ -155,11 +227,21 @@ inline std::size_t position_of(const rope_job<T, C>& job, std::size_t t) noexcep
     }
 }
 
-template <class Arch, layout L, class T, class C>
-void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end) noexcept {
+// Token t's cos row (sin row at + padded_pairs), looked up in the table.
+template <class Arch, class T, class C>
+struct table_rows {
+    const rope_job<T, C>& job;
+    const C* operator()(std::size_t t) const noexcept { return job.table + position_of<Arch>(job, t) * job.row_stride; }
+};
+
+// Tokens [begin, end): token t's cos/sin row comes from row_of(t) (a table lookup, the table-free
+// computation of table_free.hpp, or the per-axis rows of multi_axis.hpp), and is used for all
+// heads of all buffers.
+template <class Arch, layout L, bool Streaming, class T, class C, class Rows>
+void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end, Rows& row_of) noexcept {
     token_rows<T> rows[2];
     for (std::size_t t = begin; t < end; ++t) {
-        const C* cos = job.table + position_of<Arch>(job, t) * job.row_stride;
+        const C* cos = row_of(t);
         const C* sin = cos + job.padded_pairs;
         const auto token = static_cast<std::ptrdiff_t>(t);
         for (std::size_t i = 0; i < job.buffers; ++i)
@@ -169,17 +251,33 @@ void run_layout(const rope_job<T, C>& job, std::size_t begin, std::size_t end) n
                        job.buffer[i].head_dim,
                        job.buffer[i].in_head_stride,
                        job.buffer[i].out_head_stride};
-        rotate_token<Arch, L>(cos, sin, job.sign, job.pairs, rows, job.buffers);
+        rotate_token<Arch, L, Streaming>(cos, sin, job.sign, job.pairs, rows, job.buffers);
     }
 }
 
-// Tokens [begin, end) of a validated job; begin/end within job.range (a thread's share of it).
+template <class Arch, class T, class C, class Rows>
+void run_rows(const rope_job<T, C>& job, std::size_t begin, std::size_t end, Rows& row_of) noexcept {
+    if constexpr (std::is_same<T, C>::value && !std::is_same<Arch, scalar>::value) {
+        if (job.streaming) {
+            if (job.pair_layout == layout::interleaved)
+                run_layout<Arch, layout::interleaved, true>(job, begin, end, row_of);
+            else
+                run_layout<Arch, layout::half_split, true>(job, begin, end, row_of);
+            fence_streaming_stores<Arch>();
+            return;
+        }
+    }
+    if (job.pair_layout == layout::interleaved)
+        run_layout<Arch, layout::interleaved, false>(job, begin, end, row_of);
+    else
+        run_layout<Arch, layout::half_split, false>(job, begin, end, row_of);
+}
+
+// Tokens [begin, end) of a validated table job; begin/end within job.range (a thread's share of it).
 template <class Arch, class T, class C>
 void run_tokens(const rope_job<T, C>& job, std::size_t begin, std::size_t end) noexcept {
-    if (job.pair_layout == layout::interleaved)
-        run_layout<Arch, layout::interleaved>(job, begin, end);
-    else
-        run_layout<Arch, layout::half_split>(job, begin, end);
+    const table_rows<Arch, T, C> row_of{job};
+    run_rows<Arch>(job, begin, end, row_of);
 }
 
 template <class Arch, class T, class C>
@@ -188,9 +286,11 @@ void run(const rope_job<T, C>& job) noexcept {
 }
 
 #if defined(_OPENMP)
-// The job's tokens split in contiguous shares over the OpenMP threads.
+// The job's tokens split in contiguous shares over the OpenMP threads, each run by run_share
+// (run_tokens for a table job, run_tokens_table_free for a table-free one).
 template <class Arch, class T, class C>
-void run_parallel(const rope_job<T, C>& job) noexcept {
+void run_parallel(const rope_job<T, C>& job,
+                  void (*run_share)(const rope_job<T, C>&, std::size_t, std::size_t) noexcept = &run_tokens<Arch, T, C>) noexcept {
     const std::size_t first = job.range.begin, count = job.range.end - job.range.begin;
 #pragma omp parallel
     {
@@ -198,7 +298,7 @@ void run_parallel(const rope_job<T, C>& job) noexcept {
         const auto i = static_cast<std::size_t>(omp_get_thread_num());
         const std::size_t share = count / threads, extra = count % threads;
         const std::size_t begin = first + i * share + (i < extra ? i : extra);
-        run_tokens<Arch>(job, begin, begin + share + (i < extra ? 1 : 0));
+        run_share(job, begin, begin + share + (i < extra ? 1 : 0));
     }
 }
 #endif
@@ -208,32 +308,35 @@ constexpr const char* names_in_out[1][2] = {{"in", "out"}};
 constexpr const char* names_qk[2][2] = {{"q", "q"}, {"k", "k"}};
 constexpr const char* names_qk_in_out[2][2] = {{"q_in", "q_out"}, {"k_in", "k_out"}};
 
-template <class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> job_in_place(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
-                            const apply_options& options) {
+// Source: a rope_table or a rope_angles (table_free.hpp); Positions: positions or axis_positions
+// (multi_axis.hpp).
+template <class T, class Source, class Positions>
+ROTARY_ALWAYS_INLINE auto job_in_place(const Source& source, layout pair_layout, const heads_view<T>& x, const Positions& pos,
+                                       const apply_options& options) {
     const heads_view<T>* const views[1] = {&x};
-    return make_job(table, pair_layout, views, views, names_x, pos, options);
+    return make_job(source, pair_layout, views, views, names_x, pos, options);
 }
-template <class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> job_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const T>& in,
-                                const heads_view<T>& out, const positions& pos, const apply_options& options) {
+template <class T, class Source, class Positions>
+ROTARY_ALWAYS_INLINE auto job_out_of_place(const Source& source, layout pair_layout, const heads_view<const T>& in,
+                                           const heads_view<T>& out, const Positions& pos, const apply_options& options) {
     const heads_view<const T>* const ins[1] = {&in};
     const heads_view<T>* const outs[1] = {&out};
-    return make_job(table, pair_layout, ins, outs, names_in_out, pos, options);
+    return make_job(source, pair_layout, ins, outs, names_in_out, pos, options);
 }
-template <class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_in_place(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
-                               const positions& pos, const apply_options& options) {
+template <class T, class Source, class Positions>
+ROTARY_ALWAYS_INLINE auto job_qk_in_place(const Source& source, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
+                                          const Positions& pos, const apply_options& options) {
     const heads_view<T>* const views[2] = {&q, &k};
-    return make_job(table, pair_layout, views, views, names_qk, pos, options);
+    return make_job(source, pair_layout, views, views, names_qk, pos, options);
 }
-template <class T, class C>
-ROTARY_ALWAYS_INLINE rope_job<T, C> job_qk_out_of_place(const rope_table<C>& table, layout pair_layout, const heads_view<const T>& q_in,
-                                   const heads_view<T>& q_out, const heads_view<const T>& k_in, const heads_view<T>& k_out,
-                                   const positions& pos, const apply_options& options) {
+template <class T, class Source, class Positions>
+ROTARY_ALWAYS_INLINE auto job_qk_out_of_place(const Source& source, layout pair_layout, const heads_view<const T>& q_in,
+                                              const heads_view<T>& q_out, const heads_view<const T>& k_in,
+                                              const heads_view<T>& k_out, const Positions& pos,
+                                              const apply_options& options) {
     const heads_view<const T>* const ins[2] = {&q_in, &k_in};
     const heads_view<T>* const outs[2] = {&q_out, &k_out};
-    return make_job(table, pair_layout, ins, outs, names_qk_in_out, pos, options);
+    return make_job(source, pair_layout, ins, outs, names_qk_in_out, pos, options);
 }
 
 }  // namespace detail

@@ -77,7 +77,7 @@ template <class Arch>
 template <class Arch>
 void check_positions_named(const char* name, const positions& pos, std::size_t tokens, std::size_t max_positions) {
     try {
-        check_positions(pos, tokens, token_span{0, tokens}, max_positions);
+        check_positions(pos, tokens, token_span{0, tokens}, max_positions, "the table's max_positions");
     } catch (const std::out_of_range& e) {
         rethrow_named<Arch>(name, e, true);
     } catch (const std::invalid_argument& e) {
@@ -89,9 +89,7 @@ void check_positions_named(const char* name, const positions& pos, std::size_t t
 template <class Arch>
 rope_job<float, float> rope_rows_job(const rope_table<float>& table, layout pair_layout, const positions& pos) {
     rope_job<float, float> job{};
-    job.table = table.data();
-    job.row_stride = table.row_stride();
-    job.padded_pairs = table.padded_pairs();
+    set_source(job, table);
     job.pairs = table.pairs();
     job.pair_layout = pair_layout;
     job.sign = 1.0f;
@@ -99,6 +97,8 @@ rope_job<float, float> rope_rows_job(const rope_table<float>& table, layout pair
     job.start = pos.start();
     job.ids = pos.source() == positions::kind::ids32 ? static_cast<const void*>(pos.ids32())
                                                       : static_cast<const void*>(pos.ids64());
+    job.axes = nullptr;
+    job.streaming = false;  // tiles of scratch, read again at once
     job.buffers = 1;
     return job;
 }

@@ -42,4 +42,14 @@
 #define ROTARY_ALWAYS_INLINE inline
 #endif
 
+// Inlines every call in the function's body. The table-free path puts it on the function that
+// calls xsimd's sincos: with the sincos (and its argument reduction) inlined into our header, the
+// GCC 105593 warning above is silenced by ROTARY_DIAGNOSTIC_PUSH there too; out of line, in
+// xsimd's own function, it would break a consumer's -Werror build for AVX-512.
+#if defined(__GNUC__) || defined(__clang__)
+#define ROTARY_FLATTEN __attribute__((flatten))
+#else
+#define ROTARY_FLATTEN
+#endif
+
 #endif  // ROTARY_CONFIG_HPP

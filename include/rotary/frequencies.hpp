@@ -35,6 +35,16 @@ inline void check_frequencies(const rope_frequencies& f) {
         throw_invalid("attention_factor must be finite and > 0, got " + std::to_string(f.attention_factor));
 }
 
+// theta_i = base^(-2i / rotary_dim) in long double, for a checked even rotary_dim and base > 1 (the
+// scaling methods of scaling.hpp pass a base of their own, computed in long double).
+inline std::vector<long double> default_inverse(std::size_t rotary_dim, long double base) {
+    std::vector<long double> inverse(rotary_dim / 2);
+    const long double log_base = std::log(base);
+    for (std::size_t i = 0; i < inverse.size(); ++i)
+        inverse[i] = std::exp(-log_base * static_cast<long double>(2 * i) / static_cast<long double>(rotary_dim));
+    return inverse;
+}
+
 }  // namespace detail
 
 // theta_i = base^(-2i / rotary_dim), i = 0 .. rotary_dim/2 - 1 (paper Sec. 3.2.2; base 10000,
@@ -45,10 +55,7 @@ inline rope_frequencies default_frequencies(std::size_t rotary_dim, double base 
     if (!(std::isfinite(base) && base > 1.0))
         detail::throw_invalid("base (rope_theta) must be finite and > 1, got " + std::to_string(base));
     rope_frequencies f;
-    f.inverse.resize(rotary_dim / 2);
-    const long double log_base = std::log(static_cast<long double>(base));
-    for (std::size_t i = 0; i < f.inverse.size(); ++i)
-        f.inverse[i] = std::exp(-log_base * static_cast<long double>(2 * i) / static_cast<long double>(rotary_dim));
+    f.inverse = detail::default_inverse(rotary_dim, base);
     return f;
 }
 

@@ -8,6 +8,8 @@
 #include <cstddef>
 
 #include "apply.hpp"
+#include "multi_axis.hpp"
+#include "table_free.hpp"
 
 namespace rotary {
 
@@ -16,22 +18,65 @@ using rotate_kernel = void (*)(const detail::rope_job<T, compute_type_t<T>>&, st
 
 struct kernel_set {
     const char* arch_name;
-    rotate_kernel<float> rotate_f32;
+    rotate_kernel<float> rotate_f32;  // jobs of a rope_table
     rotate_kernel<double> rotate_f64;
+    rotate_kernel<Eigen::half> rotate_f16;
+    rotate_kernel<Eigen::bfloat16> rotate_bf16;
+    rotate_kernel<float> rotate_table_free_f32;  // jobs of a rope_angles (table_free.hpp)
+    rotate_kernel<double> rotate_table_free_f64;
+    rotate_kernel<Eigen::half> rotate_table_free_f16;
+    rotate_kernel<Eigen::bfloat16> rotate_table_free_bf16;
+    rotate_kernel<float> rotate_multi_axis_f32;  // jobs of axis_positions (multi_axis.hpp)
+    rotate_kernel<double> rotate_multi_axis_f64;
+    rotate_kernel<Eigen::half> rotate_multi_axis_f16;
+    rotate_kernel<Eigen::bfloat16> rotate_multi_axis_bf16;
 
     template <class T>
     rotate_kernel<T> rotate() const noexcept {
         if constexpr (std::is_same<T, double>::value)
             return rotate_f64;
+        else if constexpr (std::is_same<T, Eigen::half>::value)
+            return rotate_f16;
+        else if constexpr (std::is_same<T, Eigen::bfloat16>::value)
+            return rotate_bf16;
         else
             return rotate_f32;
+    }
+    template <class T>
+    rotate_kernel<T> rotate_table_free() const noexcept {
+        if constexpr (std::is_same<T, double>::value)
+            return rotate_table_free_f64;
+        else if constexpr (std::is_same<T, Eigen::half>::value)
+            return rotate_table_free_f16;
+        else if constexpr (std::is_same<T, Eigen::bfloat16>::value)
+            return rotate_table_free_bf16;
+        else
+            return rotate_table_free_f32;
+    }
+    template <class T>
+    rotate_kernel<T> rotate_multi_axis() const noexcept {
+        if constexpr (std::is_same<T, double>::value)
+            return rotate_multi_axis_f64;
+        else if constexpr (std::is_same<T, Eigen::half>::value)
+            return rotate_multi_axis_f16;
+        else if constexpr (std::is_same<T, Eigen::bfloat16>::value)
+            return rotate_multi_axis_bf16;
+        else
+            return rotate_multi_axis_f32;
     }
 };
 
 // Instantiates every kernel for Arch. Call it only in a translation unit compiled for Arch.
 template <class Arch>
 constexpr kernel_set make_kernel_set() noexcept {
-    return {Arch::name(), &detail::run_tokens<Arch, float, float>, &detail::run_tokens<Arch, double, double>};
+    return {Arch::name(), &detail::run_tokens<Arch, float, float>, &detail::run_tokens<Arch, double, double>,
+            &detail::run_tokens<Arch, Eigen::half, float>, &detail::run_tokens<Arch, Eigen::bfloat16, float>,
+            &detail::run_tokens_table_free<Arch, float, float>, &detail::run_tokens_table_free<Arch, double, double>,
+            &detail::run_tokens_table_free<Arch, Eigen::half, float>,
+            &detail::run_tokens_table_free<Arch, Eigen::bfloat16, float>,
+            &detail::run_tokens_multi_axis<Arch, float, float>, &detail::run_tokens_multi_axis<Arch, double, double>,
+            &detail::run_tokens_multi_axis<Arch, Eigen::half, float>,
+            &detail::run_tokens_multi_axis<Arch, Eigen::bfloat16, float>};
 }
 
 }  // namespace rotary

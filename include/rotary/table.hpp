@@ -16,6 +16,18 @@
 #include "types.hpp"
 
 namespace rotary {
+namespace detail {
+
+// Values per half row (cos or sin) for `pairs` pairs of element type T: padded with zeros to a
+// multiple of 64 bytes plus half a vector (see the row layout below). The table-free path
+// (table_free.hpp) builds each token's row with the same padding.
+template <class T>
+constexpr std::size_t padded_pairs(std::size_t pairs) noexcept {
+    constexpr std::size_t vector = 64 / sizeof(T);  // widest vector we load (AVX-512)
+    return (pairs + vector / 2 + vector - 1) / vector * vector;
+}
+
+}  // namespace detail
 
 // Row layout, one row per position m (pairs = rotary_dim / 2, P = padded_pairs()):
 //
@@ -51,7 +63,7 @@ class rope_table {
                                   std::to_string(max_positions));
         max_positions_ = max_positions;
         const std::size_t pairs = frequencies_.pairs();
-        padded_pairs_ = (pairs + half_vector + vector - 1) / vector * vector;
+        padded_pairs_ = detail::padded_pairs<T>(pairs);
         data_.assign(detail::checked_mul(detail::checked_mul(max_positions, 2, "max_positions * 2"),
                                          padded_pairs_, "table size"),
                      T(0));
@@ -83,9 +95,6 @@ class rope_table {
     const T* data() const noexcept { return data_.data(); }
 
   private:
-    static constexpr std::size_t vector = 64 / sizeof(T);  // widest vector we load (AVX-512)
-    static constexpr std::size_t half_vector = vector / 2;
-
     rope_frequencies frequencies_;
     std::size_t max_positions_ = 0;
     std::size_t padded_pairs_ = 0;

@@ -149,8 +149,9 @@ ROTARY_ALWAYS_INLINE token_span check_token_range(const apply_options& o, std::s
     return {o.token_begin, end};
 }
 
+// limit: what max_positions is, for the messages ("the table's max_positions").
 template <class Id>
-void check_ids(const Id* ids, token_span range, std::size_t max_positions) {
+void check_ids(const Id* ids, token_span range, std::uint64_t max_positions, const char* limit) {
     // One branch-free pass for the common case; the failing id is looked for only when one fails.
     std::uint64_t bad = 0;
     for (std::size_t t = range.begin; t < range.end; ++t)
@@ -163,14 +164,15 @@ void check_ids(const Id* ids, token_span range, std::size_t max_positions) {
             fail_invalid([&] { return "position id ids[" + std::to_string(t) + "] must be >= 0, got " + std::to_string(m); });
         if (static_cast<std::uint64_t>(m) >= max_positions)
             fail_range([&] {
-                return "position id ids[" + std::to_string(t) + "] = " + std::to_string(m) +
-                       " is >= the table's max_positions " + std::to_string(max_positions);
+                return "position id ids[" + std::to_string(t) + "] = " + std::to_string(m) + " is >= " + limit + " " +
+                       std::to_string(max_positions);
             });
     }
 }
 
 // Every position the call will read lies in [0, max_positions).
-ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens, token_span range, std::size_t max_positions) {
+ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens, token_span range,
+                                          std::uint64_t max_positions, const char* limit) {
     if (p.source() == positions::kind::offset) {
         if (p.start() < 0)
             fail_invalid([&] { return "position offset must be >= 0, got " + std::to_string(p.start()); });
@@ -179,7 +181,7 @@ ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens
         if (last >= max_positions)
             fail_range([&] {
                 return "positions " + std::to_string(static_cast<std::uint64_t>(p.start()) + range.begin) + " .. " +
-                       std::to_string(last) + " reach past the table's max_positions " + std::to_string(max_positions);
+                       std::to_string(last) + " reach past " + limit + " " + std::to_string(max_positions);
             });
         return;
     }
@@ -189,11 +191,11 @@ ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens
     if (p.source() == positions::kind::ids32) {
         if (p.ids32() == nullptr)
             fail_invalid([&] { return "position ids pointer is null with " + std::to_string(tokens) + " tokens"; });
-        check_ids(p.ids32(), range, max_positions);
+        check_ids(p.ids32(), range, max_positions, limit);
     } else {
         if (p.ids64() == nullptr)
             fail_invalid([&] { return "position ids pointer is null with " + std::to_string(tokens) + " tokens"; });
-        check_ids(p.ids64(), range, max_positions);
+        check_ids(p.ids64(), range, max_positions, limit);
     }
 }
 

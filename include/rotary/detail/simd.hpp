@@ -9,6 +9,10 @@
 
 #include <xsimd/xsimd.hpp>
 
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
+
 #include "../types.hpp"
 
 ROTARY_DIAGNOSTIC_PUSH
@@ -25,7 +29,7 @@ template <class Arch>
 constexpr std::size_t max_chunk_vectors = is_avx512<Arch> ? 8 : 4;
 
 // Loads and stores that convert the storage type T to the compute type C and back. fp32 and fp64
-// need no conversion; <rotary/half.hpp> adds overloads for Eigen::half and Eigen::bfloat16.
+// need no conversion; half.hpp adds the overloads for Eigen::half and Eigen::bfloat16.
 template <class Arch, class C>
 inline xsimd::batch<C, Arch> load_as(const C* p) noexcept {
     return xsimd::batch<C, Arch>::load_unaligned(p);
@@ -33,6 +37,37 @@ inline xsimd::batch<C, Arch> load_as(const C* p) noexcept {
 template <class Arch, class C>
 inline void store_from(C* p, const xsimd::batch<C, Arch>& v) noexcept {
     v.store_unaligned(p);
+}
+
+// Stores a batch of doubles as C: as they are for double; for float each rounded once, with the
+// one width-changing conversion xsimd 8.1 lacks (cvtpd2ps). The table-free path computes cos and
+// sin in double and stores them to the token's fp32 row this way.
+template <class Arch, class C>
+inline void store_rounded(C* p, const xsimd::batch<double, Arch>& v) noexcept {
+    if constexpr (std::is_same<C, double>::value) {
+        v.store_unaligned(p);
+    } else
+#if XSIMD_WITH_AVX512F
+    if constexpr (is_avx512<Arch>) {
+        _mm256_storeu_ps(p, _mm512_cvtpd_ps(v));
+    } else
+#endif
+#if XSIMD_WITH_AVX
+    if constexpr (std::is_base_of<xsimd::avx, Arch>::value) {
+        _mm_storeu_ps(p, _mm256_cvtpd_ps(v));
+    } else
+#endif
+#if XSIMD_WITH_SSE2
+    if constexpr (std::is_base_of<xsimd::sse2, Arch>::value) {
+        _mm_storel_pi(reinterpret_cast<__m64*>(p), _mm_cvtpd_ps(v));
+    } else
+#endif
+    {
+        constexpr std::size_t W = xsimd::batch<double, Arch>::size;
+        alignas(64) double d[W];
+        v.store_aligned(d);
+        for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<C>(d[i]);
+    }
 }
 
 template <class T>
@@ -90,6 +125,48 @@ inline xsimd::batch<C, Arch> alternating_signs() noexcept {
     return xsimd::batch<C, Arch>::load_aligned(signs);
 }
 
+// a = [a0 a1 .. a_W-1], b = [b0 .. b_W-1] -> even = [a0 a2 .. b0 b2 ..], odd = [a1 a3 .. b1 b3 ..]
+// (fp32): the even and odd pairs' cos/sin of the bf16 half-split kernel, once per token.
+template <class Arch>
+inline void deinterleave(const xsimd::batch<float, Arch>& a, const xsimd::batch<float, Arch>& b,
+                         xsimd::batch<float, Arch>& even, xsimd::batch<float, Arch>& odd) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (is_avx512<Arch>) {
+        const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        even = _mm512_permutex2var_ps(a, even_index, b);
+        odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(even_index, _mm512_set1_epi32(1)), b);
+        return;
+    } else
+#endif
+#if XSIMD_WITH_AVX2
+    if constexpr (std::is_base_of<xsimd::avx2, Arch>::value) {
+        // per 128-bit lane [a0 a2 b0 b2 | a4 a6 b4 b6], then the middle 64-bit quarters swapped
+        even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+        odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+        return;
+    } else
+#endif
+#if XSIMD_WITH_SSE2
+    if constexpr (std::is_base_of<xsimd::sse2, Arch>::value && !std::is_base_of<xsimd::avx, Arch>::value) {
+        even = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        odd = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        return;
+    } else
+#endif
+    {
+        constexpr std::size_t W = xsimd::batch<float, Arch>::size;
+        alignas(64) float in[2 * W], e[W], o[W];
+        a.store_aligned(in);
+        b.store_aligned(in + W);
+        for (std::size_t i = 0; i < W; ++i) {
+            e[i] = in[2 * i];
+            o[i] = in[2 * i + 1];
+        }
+        even = xsimd::batch<float, Arch>::load_aligned(e);
+        odd = xsimd::batch<float, Arch>::load_aligned(o);
+    }
+}
+
 template <class Arch, class C>
 inline xsimd::batch<C, Arch> fmadd(const xsimd::batch<C, Arch>& x, const xsimd::batch<C, Arch>& y,
                                    const xsimd::batch<C, Arch>& z) noexcept {
@@ -102,6 +179,21 @@ inline xsimd::batch<C, Arch> fmadd(const xsimd::batch<C, Arch>& x, const xsimd::
     } else
 #endif
         return xsimd::fma(x, y, z);
+}
+
+// x*y - z as one FMA where the arch has it (see fmadd).
+template <class Arch, class C>
+inline xsimd::batch<C, Arch> fmsub(const xsimd::batch<C, Arch>& x, const xsimd::batch<C, Arch>& y,
+                                   const xsimd::batch<C, Arch>& z) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (is_avx512<Arch>) {
+        if constexpr (std::is_same<C, float>::value)
+            return _mm512_fmsub_ps(x, y, z);
+        else
+            return _mm512_fmsub_pd(x, y, z);
+    } else
+#endif
+        return xsimd::fms(x, y, z);
 }
 
 // z - x*y as one FMA where the arch has it (see fmadd).
@@ -121,6 +213,19 @@ inline xsimd::batch<C, Arch> fnmadd(const xsimd::batch<C, Arch>& x, const xsimd:
 
 }  // namespace detail
 
+namespace detail {
+// F16C (fp16 conversions), which xsimd does not report; every AVX2 CPU has it, and rotary's avx2
+// kernels are compiled with it.
+inline bool cpu_has_f16c() noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;  // CPUID.1:ECX.F16C[bit 29]
+#else
+    return true;
+#endif
+}
+}  // namespace detail
+
 // Whether this CPU runs Arch (the scalar tag always runs). xsimd's Arch::available() only says
 // that the arch was compiled in; this asks the CPU.
 template <class Arch>
@@ -133,7 +238,7 @@ inline bool cpu_supports() noexcept {
         else if constexpr (std::is_same<Arch, xsimd::avx512dq>::value) return cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512cd>::value) return cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512f>::value) return cpu.avx512f;
-        else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx2>>::value) return cpu.fma3_avx2 && cpu.avx2;
+        else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx2>>::value) return cpu.fma3_avx2 && cpu.avx2 && detail::cpu_has_f16c();
         else if constexpr (std::is_same<Arch, xsimd::avx2>::value) return cpu.avx2;
         else if constexpr (std::is_same<Arch, xsimd::fma3<xsimd::avx>>::value) return cpu.fma3_avx && cpu.avx;
         else if constexpr (std::is_same<Arch, xsimd::avx>::value) return cpu.avx;
