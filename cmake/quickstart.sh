@@ -1,14 +1,18 @@
 #!/bin/sh
-# Usage: cmake/quickstart.sh test|bench|asan
+# Usage: cmake/quickstart.sh test|bench|asan|fuzz
 # Installs the Debian 12 packages the preset needs that are missing (apt-get, via sudo when not
 # root), then runs `cmake --workflow --preset <preset>`. With the packages installed, run the
 # preset directly.
 set -eu
 preset=${1:-test}
 case "$preset" in
-  test|bench) packages="cmake make g++ libxsimd-dev libeigen3-dev libgtest-dev libbenchmark-dev" ;;
-  asan) packages="cmake make g++ clang libomp-dev libxsimd-dev libeigen3-dev libgtest-dev libbenchmark-dev" ;;
-  *) echo "usage: $0 test|bench|asan" >&2; exit 2 ;;
+  # clang and libclang-rt-dev (its libFuzzer and sanitizer runtimes, which apt does not pull in
+  # with --no-install-recommends) build the fuzz targets the test preset runs (tests/fuzz).
+  test) packages="cmake make g++ clang libclang-rt-dev libxsimd-dev libeigen3-dev libgtest-dev libbenchmark-dev" ;;
+  bench) packages="cmake make g++ libxsimd-dev libeigen3-dev libgtest-dev libbenchmark-dev" ;;
+  asan) packages="cmake make g++ clang libclang-rt-dev libomp-dev libxsimd-dev libeigen3-dev libgtest-dev libbenchmark-dev" ;;
+  fuzz) packages="cmake make clang libclang-rt-dev libxsimd-dev libeigen3-dev libgtest-dev" ;;
+  *) echo "usage: $0 test|bench|asan|fuzz" >&2; exit 2 ;;
 esac
 missing=""
 for p in $packages; do

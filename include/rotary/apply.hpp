@@ -57,7 +57,8 @@ struct rope_job {
 
 template <class T, class C>
 constexpr void check_compute_type() noexcept {
-    static_assert(!std::is_const<T>::value, "rotating in place needs a mutable view: heads_view<T>, not heads_view<const T>");
+    static_assert(!std::is_const<T>::value, 
+                  "the view rotated in place, or the output, must be mutable: heads_view<T>, not heads_view<const T>");
     static_assert(std::is_same<C, compute_type_t<T>>::value,
                   "the cos/sin element type must be compute_type_t<T>: rope_table<float> (rope_angles<float>) "
                   "for fp32 and half buffers, rope_table<double> (rope_angles<double>) for fp64 buffers");
@@ -155,6 +156,7 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_l
         });
     rope_job<T, C> job;
     checked_view ins[buffers], outs[buffers];
+    std::size_t used = 0;  // buffers in the job
     const checked_view* written[buffers];  // outs[i], or ins[i] when out[i] is the same view
     bool in_place[buffers];
     for (std::size_t i = 0; i < buffers; ++i) {
@@ -187,8 +189,10 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_l
         check_rows_disjoint(b);
         in_place[i] = same_view || same_rows(a, b);
         if (!in_place[i]) check_disjoint(a, b);
-        // field by field: see check_view on struct copies
-        auto& jb = job.buffer[i];
+        // A buffer without heads has nothing to rotate and may be null: it stays out of the job, so
+        // that no pointer is ever offset from it. Field by field: see check_view on struct copies.
+        if (in.heads == 0) continue;
+        auto& jb = job.buffer[used++];
         jb.in = in.data;
         jb.out = out.data;
         jb.heads = in.heads;
@@ -213,7 +217,7 @@ ROTARY_ALWAYS_INLINE rope_job<T, C> make_job(const Source& source, layout pair_l
     job.pairs = source.pairs();
     job.pair_layout = pair_layout;
     job.sign = options.dir == direction::inverse ? C(-1) : C(1);
-    job.buffers = buffers;
+    job.buffers = used;
     return job;
 }
 
@@ -317,7 +321,7 @@ ROTARY_ALWAYS_INLINE auto job_in_place(const Source& source, layout pair_layout,
     return make_job(source, pair_layout, views, views, names_x, pos, options);
 }
 template <class T, class Source, class Positions>
-ROTARY_ALWAYS_INLINE auto job_out_of_place(const Source& source, layout pair_layout, const heads_view<const T>& in,
+ROTARY_ALWAYS_INLINE auto job_out_of_place(const Source& source, layout pair_layout, const heads_view<const identity_t<T>>& in,
                                            const heads_view<T>& out, const Positions& pos, const apply_options& options) {
     const heads_view<const T>* const ins[1] = {&in};
     const heads_view<T>* const outs[1] = {&out};
@@ -330,8 +334,8 @@ ROTARY_ALWAYS_INLINE auto job_qk_in_place(const Source& source, layout pair_layo
     return make_job(source, pair_layout, views, views, names_qk, pos, options);
 }
 template <class T, class Source, class Positions>
-ROTARY_ALWAYS_INLINE auto job_qk_out_of_place(const Source& source, layout pair_layout, const heads_view<const T>& q_in,
-                                              const heads_view<T>& q_out, const heads_view<const T>& k_in,
+ROTARY_ALWAYS_INLINE auto job_qk_out_of_place(const Source& source, layout pair_layout, const heads_view<const identity_t<T>>& q_in,
+                                              const heads_view<T>& q_out, const heads_view<const identity_t<T>>& k_in,
                                               const heads_view<T>& k_out, const Positions& pos,
                                               const apply_options& options) {
     const heads_view<const T>* const ins[2] = {&q_in, &k_in};

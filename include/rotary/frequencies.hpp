@@ -25,12 +25,17 @@ struct rope_frequencies {
 
 namespace detail {
 
+constexpr long double max_inverse_frequency = 3.141592653589793238462643383279502884L;
+
 inline void check_frequencies(const rope_frequencies& f) {
     if (f.inverse.empty()) throw_invalid("rotary_dim must be a positive even number, got 0");
+    // |theta| <= pi: positions are integers, so a rotation by theta per position is the same as one
+    // by theta - 2*pi, and every frequency has an equivalent in [-pi, pi]; within it m*theta stays
+    // below 2^31 * 2*pi for every m < 2^32, where reduced_angle() is exact.
     for (std::size_t i = 0; i < f.inverse.size(); ++i)
-        if (!std::isfinite(f.inverse[i]))
-            throw_invalid("inverse frequency " + std::to_string(i) + " is not finite (" +
-                          std::to_string(static_cast<double>(f.inverse[i])) + ")");
+        if (!(std::fabs(f.inverse[i]) <= max_inverse_frequency))
+            throw_invalid("inverse frequency " + std::to_string(i) + " must be finite and within [-pi, pi], got " +
+                          std::to_string(static_cast<double>(f.inverse[i])));
     if (!(std::isfinite(f.attention_factor) && f.attention_factor > 0))
         throw_invalid("attention_factor must be finite and > 0, got " + std::to_string(f.attention_factor));
 }

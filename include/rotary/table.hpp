@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -57,6 +58,11 @@ class rope_table {
     rope_table(const rope_frequencies& frequencies, std::size_t max_positions)
         : frequencies_(frequencies) {
         detail::check_frequencies(frequencies_);
+        // cos and sin times the factor are stored as T: past T's range they have no value there (the
+        // conversion would be undefined behaviour).
+        if (frequencies_.attention_factor > static_cast<double>(std::numeric_limits<T>::max()))
+            detail::throw_invalid("attention_factor " + std::to_string(frequencies_.attention_factor) +
+                                  " exceeds the largest value of the table's element type");
         if (max_positions == 0) detail::throw_invalid("max_positions must be > 0, got 0");
         if (max_positions > (std::size_t{1} << 32))
             detail::throw_invalid("max_positions must be <= 2^32 (angles are exact below it), got " +

@@ -76,10 +76,15 @@ inline bool mul_overflows(std::size_t a, std::size_t b, std::size_t& out) noexce
     return a != 0 && out / a != b;
 #endif
 }
-// out = a + b; true when it overflows.
+// out = a + b; true when it overflows. Never wraps silently (the fuzzers run UBSan's
+// unsigned-integer-overflow check, which then flags only wraps nobody checked).
 inline bool add_overflows(std::size_t a, std::size_t b, std::size_t& out) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_add_overflow(a, b, &out);
+#else
     out = a + b;
     return out < a;
+#endif
 }
 
 // a * b with a check, for sizes that come from a caller.

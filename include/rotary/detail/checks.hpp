@@ -177,11 +177,13 @@ ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens
         if (p.start() < 0)
             fail_invalid([&] { return "position offset must be >= 0, got " + std::to_string(p.start()); });
         if (range.begin == range.end) return;
-        const std::uint64_t last = static_cast<std::uint64_t>(p.start()) + (range.end - 1);
-        if (last >= max_positions)
+        // start + (end - 1) < max_positions, without forming the sum (it can wrap: a view with no
+        // heads may have 2^64 - 1 tokens)
+        const std::uint64_t start = static_cast<std::uint64_t>(p.start()), span = range.end - 1;
+        if (span >= max_positions || start >= max_positions - span)
             fail_range([&] {
-                return "positions " + std::to_string(static_cast<std::uint64_t>(p.start()) + range.begin) + " .. " +
-                       std::to_string(last) + " reach past " + limit + " " + std::to_string(max_positions);
+                return "positions " + std::to_string(start) + " + [" + std::to_string(range.begin) + ", " +
+                       std::to_string(range.end) + ") reach past " + limit + " " + std::to_string(max_positions);
             });
         return;
     }
