@@ -163,7 +163,9 @@ class kv_cache {
         if (last == all) last = size_;
         check_token_range("shift", first, last);
         if (delta == 0 || first == last) return;
-        const std::uint64_t magnitude = delta < 0 ? 0 - static_cast<std::uint64_t>(delta) : static_cast<std::uint64_t>(delta);
+        // |delta| without wrapping (also for INT64_MIN): -(delta + 1) fits in int64.
+        const std::uint64_t magnitude =
+            delta < 0 ? static_cast<std::uint64_t>(-(delta + 1)) + 1 : static_cast<std::uint64_t>(delta);
         const std::uint64_t max_positions = table_->max_positions();
         if (magnitude >= max_positions)
             detail::fail_range([&] {

@@ -196,11 +196,11 @@ constexpr std::uint64_t max_elements = std::uint64_t{1} << 16;  // per buffer
 // Shapes of q, k, v, out as the call (and its `bad` flags) makes them; allocates them when small.
 buffers make_buffers(const attention_call& c, std::uint64_t q_tokens, std::uint64_t k_tokens) {
     buffers b;
-    const std::uint64_t k_dim = c.bad & bad_k_head_dim ? c.head_dim + 1 : c.head_dim;
-    const std::uint64_t v_tokens = c.bad & bad_v_tokens ? k_tokens + 1 : k_tokens;
-    const std::uint64_t v_heads = c.bad & bad_v_heads ? c.kv_heads + 1 : c.kv_heads;
-    const std::uint64_t out_dim = c.bad & bad_out_head_dim ? c.v_dim + 1 : c.v_dim;
-    const std::uint64_t out_tokens = c.bad & bad_out_tokens ? q_tokens + 1 : q_tokens;
+    const std::uint64_t k_dim = c.bad & bad_k_head_dim ? sat_add(c.head_dim, 1) : c.head_dim;
+    const std::uint64_t v_tokens = c.bad & bad_v_tokens ? sat_add(k_tokens, 1) : k_tokens;
+    const std::uint64_t v_heads = c.bad & bad_v_heads ? sat_add(c.kv_heads, 1) : c.kv_heads;
+    const std::uint64_t out_dim = c.bad & bad_out_head_dim ? sat_add(c.v_dim, 1) : c.v_dim;
+    const std::uint64_t out_tokens = c.bad & bad_out_tokens ? sat_add(q_tokens, 1) : q_tokens;
     const bool repeat = c.repeat_kv_rows & 1;
     // Stored tokens of k and v: one when rows repeat.
     const std::uint64_t k_stored = repeat ? std::min<std::uint64_t>(k_tokens, 1) : k_tokens;
@@ -246,6 +246,7 @@ verdict model(const attention_call& c, const heads_view<const float>& q, const h
     if (vv.heads != k.heads) v.must_invalid("v.heads");
     if (vv.tokens != k.tokens) v.must_invalid("v.tokens");
     if (q.head_dim != k.head_dim) v.must_invalid("q.head_dim");
+    if (q.head_dim == 0 && q.tokens != 0 && q.heads != 0) v.must_invalid("head_dim must be > 0");
     if (out.tokens != q.tokens || out.heads != q.heads || out.head_dim != vv.head_dim) v.must_invalid("out is");
     // Overlap: out on top of q or v, or of itself (O(1) checks may also reject nesting rows).
     if (c.bad & (bad_out_on_q | bad_out_on_v | bad_out_self)) {
@@ -306,7 +307,7 @@ void check_output(const attention_call& c, const std::string& who, const padded_
                   const std::vector<float>& before, const std::vector<double>& want, const padded_heads& q,
                   const padded_heads& k, const padded_heads& v, std::int64_t query_offset, double scale) {
     const std::size_t tokens = out.tokens, q_heads = out.heads, dv = out.head_dim, d = q.head_dim;
-    const std::size_t group = q_heads / k.heads, kv_tokens = k.tokens;
+    const std::size_t group = k.heads == 0 ? 0 : q_heads / k.heads, kv_tokens = k.tokens;  // no kv heads: no q heads
     const std::size_t head_begin = c.kv_head_begin, head_end = c.kv_head_end == attention_options::all ? k.heads : c.kv_head_end;
     const std::size_t token_begin = c.token_begin, token_end = c.token_end == attention_options::all ? tokens : c.token_end;
     long double vmax = 0, kmax = 0;
@@ -379,10 +380,10 @@ oracle_result oracle(const attention_call& c, const buffers& b, const attention_
     r.v.emplace(b.vv.tokens, b.vv.heads, b.vv.head_dim);
     for (std::size_t n = 0; n < b.kv.tokens; ++n)
         for (std::size_t h = 0; h < b.kv.heads; ++h) {
-            std::memcpy(r.k->row(n, h), b.kv.row(n, h), b.kv.head_dim * sizeof(float));
-            std::memcpy(r.v->row(n, h), b.vv.row(n, h), b.vv.head_dim * sizeof(float));
+            if (b.kv.head_dim != 0) std::memcpy(r.k->row(n, h), b.kv.row(n, h), b.kv.head_dim * sizeof(float));
+            if (b.vv.head_dim != 0) std::memcpy(r.v->row(n, h), b.vv.row(n, h), b.vv.head_dim * sizeof(float));
         }
-    r.out = rotary_test::naive_attention(*b.q, *r.k, *r.v, spec);
+    if (b.qv.heads != 0) r.out = rotary_test::naive_attention(*b.q, *r.k, *r.v, spec);  // no q heads: no output
     return r;
 }
 
@@ -657,6 +658,10 @@ std::vector<std::pair<std::string, attention_call>> attention_call::seeds() {
     add("seed-bad-cache-second-append-overflows", [](attention_call& c) { c.op = 2, c.max_tokens = 10, c.extra = 2; });
     add("seed-bad-cache-shift-past-table", [](attention_call& c) { c.op = 2, c.delta = 60; });
     add("seed-bad-cache-attend-more-than-cached", [](attention_call& c) { c.op = 2, c.tokens = 12; });
+    // Findings (README.md, "Fuzzing"): each input that once failed, kept as a regression test.
+    add("regression-shift-negative-delta-wraps", [](attention_call& c) {  // |delta| formed by a wrapping 0 - delta
+        c.op = 2, c.max_tokens = 24, c.delta = std::numeric_limits<std::int64_t>::min();
+    });
     return s;
 }
 
