@@ -207,7 +207,8 @@ buffers make_buffers(const attention_call& c, std::uint64_t q_tokens, std::uint6
     const std::uint64_t v_stored = repeat ? std::min<std::uint64_t>(v_tokens, 1) : v_tokens;
     const auto elements = [](std::uint64_t t, std::uint64_t h, std::uint64_t d) { return sat_mul(sat_mul(t, h), sat_add(d, 4)); };
     if (elements(q_tokens, c.q_heads, c.head_dim) > max_elements || elements(k_stored, c.kv_heads, k_dim) > max_elements ||
-        elements(v_stored, v_heads, c.v_dim) > max_elements || elements(out_tokens, c.q_heads, out_dim) > max_elements)
+        elements(v_stored, v_heads, c.v_dim) > max_elements || elements(out_tokens, c.q_heads, out_dim) > max_elements ||
+        std::max({k_dim, out_dim, c.head_dim, c.v_dim}) > max_elements)  // padded_heads adds its gap to head_dim
         return b;
     const std::size_t gap = c.gaps & 3, misalign = (c.gaps >> 2) & 15;
     b.q.emplace(q_tokens, c.q_heads, c.head_dim, gap, misalign);
