@@ -15,5 +15,7 @@
 #include "long_term_decay.hpp"
 #include "kernel_set.hpp"
 #include "linear_attention.hpp"
+#include "attention.hpp"
+#include "kv_cache.hpp"
 
 #endif  // ROTARY_ROTARY_HPP
