@@ -1,7 +1,8 @@
 // linear_attention: causal linear attention with RoPE (the paper's Eq. 19) on one layer's
 // buffers, over growing sequence lengths.
-//   1. time and memory per length for each method, and the crossover length from which the
-//      linear (chunked) form beats the quadratic evaluation of the same attention;
+//   1. time and memory per length for each method (linear chunked, the quadratic evaluation of the
+//      same Eq. 19, and softmax attention), and the crossover lengths from which the linear
+//      (chunked) form beats the quadratic one and softmax attention;
 //   2. generation: a prompt prefilled into a state, then tokens decoded one step at a time, checked
 //      against one causal call over the whole sequence.
 // Usage: linear_attention [max_tokens]   (default 16384)
@@ -93,6 +94,14 @@ int main(int argc, char** argv) {
              one_chunk.chunk_size = std::min(n, rotary::linear_attention_options::max_chunk_size);
              return rotary::linear_attention_scratch_bytes<float>(n, kv_heads, head_dim, value_dim, one_chunk);
          }},
+        // Softmax attention (Eq. 2) with RoPE, tiled with an online softmax (<rotary/attention.hpp>):
+        // O(N^2) time; its scratch is dominated by one head's packed K^T panel (N x head_dim floats).
+        {"softmax (tiled)", max_tokens,
+         [&](const rotary::rope_table<float>& t, layer_buffers& b) {
+             rotary::attention(t, pair_layout, b.qv(), b.kv(), b.vv(), b.ov(), rotary::positions::starting_at(0),
+                               rotary::positions::starting_at(0), rotary::attention_options::causal_mask());
+         },
+         [&](std::size_t n) { return n * head_dim * sizeof(float); }},
     };
 
     // 1. Time and memory per length.
@@ -104,7 +113,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < methods.size(); ++i) std::printf(" | %8s %7s %12s", "ms", "x prev", "scratch");
     std::printf("\n");
     std::vector<double> previous(methods.size(), 0.0);
-    std::size_t crossover = 0;
+    std::size_t crossover = 0, softmax_crossover = 0;
     for (std::size_t n = 64; n <= max_tokens; n *= 2) {
         layer_buffers b(n, rng);
         std::printf("%8zu %9.1f MB", n, static_cast<double>(b.bytes()) / 1e6);
@@ -122,12 +131,17 @@ int main(int argc, char** argv) {
             previous[i] = times[i];
         }
         if (crossover == 0 && times[1] > 0 && times[0] < times[1]) crossover = n;
+        if (softmax_crossover == 0 && times[2] > 0 && times[0] < times[2]) softmax_crossover = n;
         std::printf("\n");
     }
     if (crossover != 0)
         std::printf("crossover: from %zu tokens on, the linear form is faster than the quadratic one\n", crossover);
     else
         std::printf("crossover: not reached at these lengths\n");
+    if (softmax_crossover != 0)
+        std::printf("crossover: from %zu tokens on, linear attention is faster than softmax attention\n", softmax_crossover);
+    else
+        std::printf("crossover with softmax attention: not reached at these lengths\n");
 
     // 2. Generation: prefill a prompt into a state, then decode one token at a time.
     const std::size_t prompt = 200, generated = 16, total = prompt + generated;

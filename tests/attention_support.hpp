@@ -52,6 +52,7 @@ struct padded_heads {
     void fill(std::uint32_t seed, double lo = -1.0, double hi = 1.0) {
         const auto values = random_vector<float>(tokens * heads * head_dim, seed, lo, hi);
         std::size_t i = 0;
+        if (heads == 0 || head_dim == 0) return;  // no rows, however many tokens (the fuzz target's 2^64 - 1)
         for (std::size_t t = 0; t < tokens; ++t)
             for (std::size_t h = 0; h < heads; ++h)
                 for (std::size_t j = 0; j < head_dim; ++j) row(t, h)[j] = values[i++];

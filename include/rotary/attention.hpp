@@ -171,6 +171,14 @@ attention_job make_attention_job(const rope_table<float>* table, layout pair_lay
 
     job.causal = options.causal;
     if (options.causal) {
+        // The offset's range is formed in int64: counts past it (views without heads may have up to
+        // 2^64 - 1 tokens) would wrap and let any offset through.
+        constexpr auto int64_max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+        if (q.tokens > int64_max || k.tokens > int64_max)
+            fail_range([&] {
+                return "query_offset cannot apply: the causal mask needs tokens " + std::to_string(q.tokens) +
+                       " and kv_tokens " + std::to_string(k.tokens) + " at most INT64_MAX";
+            });
         const auto tokens = static_cast<std::int64_t>(q.tokens), kv_tokens = static_cast<std::int64_t>(k.tokens);
         const std::int64_t offset =
             options.query_offset == attention_options::end_aligned ? kv_tokens - tokens : options.query_offset;

@@ -205,7 +205,10 @@ buffers make_buffers(const attention_call& c, std::uint64_t q_tokens, std::uint6
     // Stored tokens of k and v: one when rows repeat.
     const std::uint64_t k_stored = repeat ? std::min<std::uint64_t>(k_tokens, 1) : k_tokens;
     const std::uint64_t v_stored = repeat ? std::min<std::uint64_t>(v_tokens, 1) : v_tokens;
-    const auto elements = [](std::uint64_t t, std::uint64_t h, std::uint64_t d) { return sat_mul(sat_mul(t, h), sat_add(d, 4)); };
+    // at least one token: padded_heads forms its token stride (heads x padded head_dim) even for none
+    const auto elements = [](std::uint64_t t, std::uint64_t h, std::uint64_t d) {
+        return sat_mul(sat_mul(std::max<std::uint64_t>(t, 1), h), sat_add(d, 4));
+    };
     if (elements(q_tokens, c.q_heads, c.head_dim) > max_elements || elements(k_stored, c.kv_heads, k_dim) > max_elements ||
         elements(v_stored, v_heads, c.v_dim) > max_elements || elements(out_tokens, c.q_heads, out_dim) > max_elements ||
         std::max({k_dim, out_dim, c.head_dim, c.v_dim}) > max_elements)  // padded_heads adds its gap to head_dim
@@ -217,8 +220,8 @@ buffers make_buffers(const attention_call& c, std::uint64_t q_tokens, std::uint6
     b.out.emplace(out_tokens, c.q_heads, out_dim, gap, (misalign + 3) % 16);
     const double m = std::ldexp(1.0, c.magnitude_log2 % 8);
     b.q->fill(c.value_seed, -m, m);
-    b.k->fill(c.value_seed + 1, -m, m);
-    b.v->fill(c.value_seed + 2, -m, m);
+    b.k->fill(c.value_seed ^ 1u, -m, m);
+    b.v->fill(c.value_seed ^ 2u, -m, m);
     b.qv = b.q->cview();
     if (c.bad & bad_q_null) b.qv.data = nullptr;
     b.kv = b.k->cview();
@@ -443,6 +446,10 @@ void attention_call::run_attention() const {
               [&] { return be.name + ": an input buffer changed"; });
         if (!returned) {
             check(same_bits(b.out->storage, out0), [&] { return be.name + ": threw after writing out"; });
+            continue;
+        }
+        if (b.qv.heads == 0) {  // no output rows (however many tokens: up to 2^64 - 1), nothing written
+            check(same_bits(b.out->storage, out0), [&] { return be.name + ": wrote with no q heads"; });
             continue;
         }
         if (!want) want = oracle(*this, b, o, rope, run_of(q_start, tokens), run_of(k_start, kv_tokens));
