@@ -125,6 +125,18 @@ struct table_free_call {
         add("regression-attention-factor-past-fp32", [](one_call& c) {  // was accepted: cos * A has no fp32 value
             c.by_hand = 1, c.attention = 3.4028234663852889e38;
         });
+        add_qk("regression-infinite-input-sin-below-subnormal", [](qk_call& c) {  // the harness's oracle was wrong:
+            // sin(4096 theta) * 10^4 ~ 1e-301 rounds to 0 in fp32, so Inf * sin is NaN, not the oracle's Inf
+            c.layout_raw = 0, c.direction_raw = 1, c.pairs_m1 = 0, c.base_index = 1;
+            c.by_hand = 1, c.odd_index = 77, c.odd_theta = 3.20127047780325e-309, c.attention = 10000.0;
+            c.start = 4096, c.value_mode = 3, c.value_seed = 1464303615;
+        });
+        add("regression-infinite-input-product-overflows", [](one_call& c) {  // the harness's oracle was wrong:
+            // DBL_MAX * 4 cos overflows in fp64, so Inf - Inf is NaN where long double gives -Inf
+            c.element = 1, c.by_hand = 1, c.odd_index = 5, c.odd_theta = -1.0, c.attention = 4.0;
+            c.in[0] = contiguous_view(0, 0, 11, 4, 64);
+            c.start = 99, c.value_mode = 3, c.value_seed = 3226451200u;
+        });
         return s;
     }
 };
