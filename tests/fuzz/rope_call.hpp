@@ -577,16 +577,18 @@ struct rope_call {
                         const pair_bound<T> bound = bound_for<T>(x0, x1, attention, angle_error[k]);
                         // the products overflow (or not) in the compute type, the results on store
                         using C = rotary::compute_type_t<T>;
-                        const bool zone = near_overflow<C>(x0 * c) || near_overflow<C>(x1 * s) || near_overflow<C>(x1 * c) ||
-                                          near_overflow<C>(x0 * s) || near_overflow<T>(y0) || near_overflow<T>(y1);
-                        // With an infinite input, the other input's product overflowing in C (an
-                        // attention factor above 1) gives Inf - Inf, and a cos or sin that is not 0
-                        // but rounds to 0 in C (below its smallest subnormal: a tiny theta given by
-                        // hand) gives Inf * 0: NaN or the infinity, by rounding, either right. Such
-                        // a pair is not compared, with the oracle or between backends (an FMA keeps
-                        // the product from overflowing where the scalar path does not).
+                        const bool product_zone = near_overflow<C>(x0 * c) || near_overflow<C>(x1 * s) ||
+                                                  near_overflow<C>(x1 * c) || near_overflow<C>(x0 * s);
+                        const bool zone = product_zone || near_overflow<T>(y0) || near_overflow<T>(y1);
+                        // A product at or past C's overflow (an attention factor above 1, or an input
+                        // within 2^-10 of the largest value) may give Inf - Inf = NaN on one path and
+                        // Inf on another (an FMA does not round the product); with an infinite input,
+                        // a cos or sin that is not 0 but rounds to 0 in C (below its smallest
+                        // subnormal: a tiny theta given by hand) gives Inf * 0 = NaN where the oracle
+                        // has Inf. Either is right: such a pair is compared neither with the oracle
+                        // nor between backends.
                         const auto vanishes = [](long double v) { return v != 0 && std::fabs(v) <= limit<C>::denorm_min(); };
-                        const bool either = (std::isinf(x0) || std::isinf(x1)) && (zone || vanishes(c) || vanishes(s));
+                        const bool either = product_zone || ((std::isinf(x0) || std::isinf(x1)) && (vanishes(c) || vanishes(s)));
                         set(y.arena, dst + i0, static_cast<std::uint32_t>(e.values.size()));
                         e.values.push_back({y0, bound, zone, either});
                         set(y.arena, dst + i1, static_cast<std::uint32_t>(e.values.size()));
