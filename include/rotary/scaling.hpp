@@ -121,6 +121,11 @@ inline void scale_yarn(const scaling_input& in, rope_frequencies& f) {
     if (!(std::isfinite(beta_slow) && beta_slow > 0)) fail_field("beta_slow", "must be finite and > 0, got " + number_text(beta_slow));
     if (!(std::isfinite(beta_fast) && beta_fast > beta_slow))
         fail_field("beta_fast", "must be finite and > beta_slow " + number_text(beta_slow) + ", got " + number_text(beta_fast));
+    // mscale and mscale_all_dim are read when there is no attention_factor (even where s <= 1 makes
+    // them irrelevant, a NaN or Inf there is a broken config, not a value to ignore)
+    if (!c.attention_factor)
+        for (const auto& [value, key] : {std::pair{&c.mscale, "mscale"}, std::pair{&c.mscale_all_dim, "mscale_all_dim"}})
+            if (*value && !std::isfinite(**value)) fail_field(key, "must be finite, got " + number_text(**value));
     const long double d = static_cast<long double>(in.rotary_dim);
     // the pair index i at which theta_i turns `rotations` times over o positions
     const auto correction_dim = [&](long double rotations) {
@@ -229,7 +234,12 @@ inline rope_frequencies frequencies_from_config(const rope_config& config, std::
     if (config.head_dim <= 0) fail_field("head_dim", "must be > 0, got " + std::to_string(config.head_dim));
     if (!(config.partial_rotary_factor > 0 && config.partial_rotary_factor <= 1))
         fail_field("partial_rotary_factor", "must be in (0, 1], got " + number_text(config.partial_rotary_factor));
-    const auto rotary_dim = static_cast<std::int64_t>(static_cast<double>(config.head_dim) * config.partial_rotary_factor);
+    // Truncated as Hugging Face does (int() of a double product). A product of 2^63 or more (head_dim
+    // near INT64_MAX rounds up to it) has no int64 value: converting it would be undefined behaviour.
+    const double product = static_cast<double>(config.head_dim) * config.partial_rotary_factor;
+    if (!(product < 0x1p63))
+        fail_field("partial_rotary_factor", "* head_dim must give a rotary dim below 2^63, got " + number_text(product));
+    const auto rotary_dim = static_cast<std::int64_t>(product);
     if (rotary_dim <= 0 || rotary_dim % 2 != 0)
         fail_field("partial_rotary_factor", "* head_dim must give a positive even rotary dim, got " +
                                                 std::to_string(rotary_dim) + " = " + std::to_string(config.head_dim) +

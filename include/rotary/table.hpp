@@ -28,6 +28,15 @@ constexpr std::size_t padded_pairs(std::size_t pairs) noexcept {
     return (pairs + vector / 2 + vector - 1) / vector * vector;
 }
 
+// cos and sin times the attention factor are stored as T (a table's entries, a table-free row):
+// past T's range they have no value there (the conversion would be undefined behaviour).
+template <class T>
+inline void check_attention_factor_fits(const rope_frequencies& f) {
+    if (f.attention_factor > static_cast<double>(std::numeric_limits<T>::max()))
+        throw_invalid("attention_factor " + std::to_string(f.attention_factor) +
+                      " exceeds the largest value of the cos/sin element type");
+}
+
 }  // namespace detail
 
 // Row layout, one row per position m (pairs = rotary_dim / 2, P = padded_pairs()):
@@ -58,11 +67,7 @@ class rope_table {
     rope_table(const rope_frequencies& frequencies, std::size_t max_positions)
         : frequencies_(frequencies) {
         detail::check_frequencies(frequencies_);
-        // cos and sin times the factor are stored as T: past T's range they have no value there (the
-        // conversion would be undefined behaviour).
-        if (frequencies_.attention_factor > static_cast<double>(std::numeric_limits<T>::max()))
-            detail::throw_invalid("attention_factor " + std::to_string(frequencies_.attention_factor) +
-                                  " exceeds the largest value of the table's element type");
+        detail::check_attention_factor_fits<T>(frequencies_);
         if (max_positions == 0) detail::throw_invalid("max_positions must be > 0, got 0");
         if (max_positions > (std::size_t{1} << 32))
             detail::throw_invalid("max_positions must be <= 2^32 (angles are exact below it), got " +

@@ -52,6 +52,7 @@ class rope_angles {
     // Any frequencies: custom_frequencies(), or a scaling method's (frequencies_from_config).
     explicit rope_angles(const rope_frequencies& frequencies) : frequencies_(frequencies) {
         detail::check_frequencies(frequencies_);
+        detail::check_attention_factor_fits<C>(frequencies_);
         if (frequencies_.rotary_dim() > max_rotary_dim)
             detail::throw_invalid("rotary_dim must be <= " + std::to_string(max_rotary_dim) +
                                   " for the table-free path (its cos/sin row lives on the stack), got " +

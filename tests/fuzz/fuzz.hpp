@@ -110,6 +110,31 @@ void with_element_type(std::uint8_t element, F&& f) {
         f(float{});
 }
 
+// The half storage types (Eigen::half, Eigen::bfloat16), computed in fp32: their conversions are
+// explicit, so the harness reads every element type through to_ld and limit<T>.
+template <class T>
+constexpr bool is_half = rotary::detail::is_half_type<T>;
+
+template <class T>
+long double to_ld(T x) noexcept {
+    if constexpr (is_half<T>)
+        return static_cast<float>(x);
+    else
+        return x;
+}
+template <class T>
+struct limit {
+    // 2^(1 - digits): Eigen 3.4's numeric_limits<Eigen::half>::epsilon() is 2^-13, not 2^-10.
+    static long double eps() noexcept { return std::ldexp(1.0L, 1 - std::numeric_limits<T>::digits); }
+    static long double max() noexcept { return to_ld(std::numeric_limits<T>::max()); }
+    static long double denorm_min() noexcept { return to_ld(std::numeric_limits<T>::denorm_min()); }
+};
+
+inline const char* element_name(std::size_t element_type) noexcept {
+    static const char* names[] = {"float", "double", "half", "bfloat16"};
+    return names[element_type % 4];
+}
+
 // ------------------------------------------------------------------------------------------------
 // Input coding. A short input reads as zeros, so every byte string decodes to some call.
 
@@ -418,14 +443,21 @@ inline long double oracle_theta(std::size_t i, std::size_t rotary_dim, long doub
     return std::pow(base, -2.0L * static_cast<long double>(i) / static_cast<long double>(rotary_dim));
 }
 
-// The tolerances, for one rotated pair (x0, x1) -> (y0, y1) of element type T with cos/sin scaled
-// by the attention factor A:
-//   against the oracle:   |y - y_ref| <= 4 eps_T A (|x0| + |x1|) + angle + 8 denorm_min_T
-//   SIMD against scalar:  |y - y_scalar| <= 2 eps_T A (|x0| + |x1|) + 8 denorm_min_T
-// where eps_T is the machine epsilon (2^-23 fp32, 2^-52 fp64) and angle = |m theta| 2^-60 A
+// The tolerances, for one rotated pair (x0, x1) -> (y0, y1) of element type T, computed in
+// C = compute_type_t<T>, with cos/sin scaled by the attention factor A:
+//   against the oracle:   |y - y_ref| <= 4 eps_C A (|x0| + |x1|) + angle + 8 denorm_min_C + storage
+//   SIMD against scalar:  |y - y_scalar| <= 2 eps_C A (|x0| + |x1|) + 8 denorm_min_C + storage
+// where eps_C is the machine epsilon (2^-23 fp32, 2^-52 fp64) and angle = |m theta| 2^-60 A
 // (|x0| + |x1|) when theta is computed (default frequencies: library and oracle each hold theta in
-// long double to ~2^-63), 0 when the caller gave theta. The bound covers the rounding of cos/sin
-// to T (1/2 eps), the two products and the sum (1/2 eps each) with a factor ~2 to spare.
+// long double to ~2^-63), |m theta| 2^-68 A (|x0| + |x1|) when the caller gave theta (the
+// library's reduction by 2 pi in double: its middle term is rounded to 2^-53 of |m theta| 2^-20;
+// under 2^-52 A for every m below 2^17). The bound covers the rounding of cos/sin to C (1/2 eps),
+// the two products and the sum (1/2 eps each) with a factor ~2 to spare.
+// storage is 0 for fp32 and fp64 buffers. fp16 and bf16 buffers hold their inputs exactly (the
+// oracle reads the stored values, so the inputs carry no rounding error of their own) and round
+// the fp32 result once on store: half an ulp of |y| <= A (|x0| + |x1|), or half of T's smallest
+// subnormal; storage = eps_T A (|x0| + |x1|) + denorm_min_T, eps_T = 2^-10 (fp16) or 2^-7 (bf16),
+// which also covers two backends' fp32 results rounding to neighbouring values of T.
 // Results whose exact value, or one of whose products, lies within 2^-10 of T's largest finite
 // value are not compared (the fp rounding may or may not overflow there); a NaN reference must
 // give NaN, an infinite one the same infinity.
@@ -436,24 +468,61 @@ struct pair_bound {
 
 template <class T>
 pair_bound<T> bound_for(long double x0, long double x1, long double attention, long double angle_term) {
-    const long double eps = std::numeric_limits<T>::epsilon();
-    const long double floor = 8.0L * std::numeric_limits<T>::denorm_min();
+    using C = rotary::compute_type_t<T>;
+    const long double eps = limit<C>::eps();
+    const long double floor = 8.0L * limit<C>::denorm_min();
     const long double size = attention * (std::fabs(x0) + std::fabs(x1));
-    return {4 * eps * size + angle_term * size + floor, 2 * eps * size + floor};
+    const long double storage = std::is_same<T, C>::value ? 0.0L : limit<T>::eps() * size + limit<T>::denorm_min();
+    return {4 * eps * size + angle_term * size + floor + storage, 2 * eps * size + floor + storage};
 }
 
 // Whether a computed value agrees with a reference within tol (see above for the non-finite rules).
-template <class T>
-bool agrees(T got, long double ref, long double tol, bool overflow_zone) {
+inline bool agrees(long double got, long double ref, long double tol, bool overflow_zone) {
     if (std::isnan(ref)) return std::isnan(got);
-    if (std::isinf(ref)) return got == static_cast<T>(ref);
+    if (std::isinf(ref)) return got == ref;
     if (overflow_zone) return true;
-    return std::isfinite(got) && std::fabs(static_cast<long double>(got) - ref) <= tol;
+    return std::isfinite(got) && std::fabs(got - ref) <= tol;
 }
 
 template <class T>
 bool near_overflow(long double v) {
-    return std::isfinite(v) && std::fabs(v) > static_cast<long double>(std::numeric_limits<T>::max()) * (1 - 0x1p-10L);
+    return std::isfinite(v) && std::fabs(v) > limit<T>::max() * (1 - 0x1p-10L);
+}
+
+// A valid table's layout and entries: each half row padded with zeros to a multiple of 64 bytes
+// plus half a vector, and for every position m and pair i, A cos(m theta_i) and A sin(m theta_i)
+// within (4 eps_C + |m theta_i| angle_scale) A + denorm_min_C of the oracle (theta: the oracle's
+// frequencies; angle_scale: how far the table's theta may be from them, relative).
+template <class C>
+void check_table_rows(const rotary::rope_table<C>& table, const std::vector<long double>& theta, long double factor,
+                      long double angle_scale) {
+    const std::size_t pairs = theta.size();
+    const std::size_t padded = table.padded_pairs();
+    const std::size_t half_vector = 32 / sizeof(C);
+    check(padded >= pairs + half_vector && padded * sizeof(C) % 64 == 0,
+          "table: each half of a row must be padded to a multiple of 64 bytes, with at least half a vector");
+    check(table.row_stride() == 2 * padded, "table: row_stride");
+    for (std::size_t m = 0; m < table.max_positions(); ++m) {
+        const C* c = table.cos(m);
+        const C* s = table.sin(m);
+        check(c == table.data() + m * table.row_stride() && s == c + padded, "table: row addresses");
+        for (std::size_t i = 0; i < pairs; ++i) {
+            const cos_sin_ld ref = oracle_cos_sin(m, theta[i]);
+            const long double a = factor;
+            const long double angle = std::fabs(static_cast<long double>(m) * theta[i]) * angle_scale;
+            const long double tol = (4 * limit<C>::eps() + angle) * a + limit<C>::denorm_min();
+            const auto where = [&](const char* what, C got, long double want) {
+                return std::string("table: ") + what + "(" + std::to_string(m) + ")[" + std::to_string(i) + "] = " +
+                       std::to_string(static_cast<double>(got)) + ", the oracle says " +
+                       std::to_string(static_cast<double>(want)) + " (theta " + std::to_string(static_cast<double>(theta[i])) +
+                       ")";
+            };
+            check(agrees(c[i], a * ref.cos, tol, near_overflow<C>(a * ref.cos)), [&] { return where("cos", c[i], a * ref.cos); });
+            check(agrees(s[i], a * ref.sin, tol, near_overflow<C>(a * ref.sin)), [&] { return where("sin", s[i], a * ref.sin); });
+        }
+        for (std::size_t i = pairs; i < padded; ++i)
+            check(c[i] == C(0) && s[i] == C(0), [&] { return "table: padding of row " + std::to_string(m) + " is not zero"; });
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -473,11 +542,14 @@ class value_source {
     // mode 0: uniform in [-1, 1); 1: random sign and magnitude 10^[-30, 30); 2: any bit pattern
     // (NaN, Inf, subnormals); 3: uniform with a sprinkling of 0, -0, +-Inf, NaN, subnormals and
     // T's largest value.
+    // For fp16 (largest value 65504) mode 1 spans 10^[-5, 5).
     template <class T>
     T value(std::uint8_t mode) noexcept {
-        using bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+        using bits = std::conditional_t<sizeof(T) == 2, std::uint16_t,
+                                        std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>;
+        const double decades = std::is_same<T, Eigen::half>::value ? 5.0 : 30.0;
         switch (mode % 4) {
-            case 1: return static_cast<T>(std::copysign(std::pow(10.0, 30.0 * uniform()), uniform()));
+            case 1: return static_cast<T>(std::copysign(std::pow(10.0, decades * uniform()), uniform()));
             case 2: {
                 const bits b = static_cast<bits>(next());
                 T v;

@@ -53,6 +53,17 @@ struct apply_call : rotary_fuzz::rope_call<1> {
             c.pairs_m1 = 0x81, c.layout_raw = 1;  // rotary_dim 512
             c.in[0] = contiguous_view(0, 0, 2, 2, 512);
         });
+        add("seed-f16-in-place-half-split", [](apply_call& c) { c.element = 2, c.layout_raw = 1, c.start = 11; });
+        add("seed-bf16-out-of-place-interleaved-odd-tail", [](apply_call& c) {  // rotary_dim 70 of 72
+            c.element = 3, c.overload = 1, c.pairs_m1 = 34, c.start = 3;
+            c.in[0] = contiguous_view(0, 1, 3, 2, 72);
+            c.out[0] = strided_view(1, 3, 3, 2, 72, 2 * 72 + 5, 72);
+        });
+        add("seed-f16-wide-values", [](apply_call& c) { c.element = 2, c.value_mode = 1, c.start = 60; });  // 10^[-5, 5): Inf past 65504
+        add("seed-bf16-special-values", [](apply_call& c) { c.element = 3, c.value_mode = 3, c.direction_raw = 1; });
+        add("seed-f16-any-bits-ids", [](apply_call& c) {
+            c.element = 2, c.value_mode = 2, c.position_kind = 1, c.ids_count = 3, c.ids = {99, 1, 50};
+        });
         add("seed-special-values", [](apply_call& c) { c.value_mode = 3, c.start = 0; });
         add("seed-any-bits", [](apply_call& c) { c.value_mode = 2, c.element = 1, c.start = 1; });
         add("seed-broadcast-input", [](apply_call& c) {  // one input row rotated at every position
@@ -78,6 +89,11 @@ struct apply_call : rotary_fuzz::rope_call<1> {
         add("seed-bad-token-range", [](apply_call& c) { c.token_begin = 2, c.token_end = 4; });
         add("seed-bad-layout", [](apply_call& c) { c.layout_raw = 7; });
         add("seed-bad-rotary-dim", [](apply_call& c) { c.pairs_m1 = 63; });
+        add("seed-bad-f16-position-past-table", [](apply_call& c) { c.element = 2, c.start = 98; });
+        add("seed-bad-bf16-out-overlaps-in", [](apply_call& c) {
+            c.element = 3, c.overload = 1;
+            c.out[0] = contiguous_view(0, 1, 3, 4, 64);
+        });
         add("seed-bad-shape-mismatch", [](apply_call& c) {
             c.overload = 1;
             c.out[0] = contiguous_view(1, 0, 2, 4, 64);

@@ -49,7 +49,17 @@ struct apply_qk_call : rotary_fuzz::rope_call<2> {
             c.in[0] = contiguous_view(0, 0, 4, 2, 64);
             c.in[1] = strided_view(1, 0, 4, 1, 80, 85, 80);
         });
+        add("seed-f16-gqa-in-place", [](apply_qk_call& c) { c.element = 2, c.start = 33; });
+        add("seed-bf16-packed-qkv-out-of-place-k", [](apply_qk_call& c) {  // q in place, k to its own buffer
+            c.element = 3, c.overload = 1, c.same_mask = 1;
+            const std::int64_t stride = 12 * 64;
+            c.in[0] = strided_view(0, 0, 4, 8, 64, stride, 64);
+            c.in[1] = strided_view(0, 8 * 64, 4, 2, 64, stride, 64);
+            c.out[1] = contiguous_view(1, 0, 4, 2, 64);
+            c.position_kind = 1, c.ids_count = 4, c.ids = {0, 99, 5, 5};
+        });
         // Invalid calls.
+        add("seed-bad-f16-k-rotary-dim", [](apply_qk_call& c) { c.element = 2, c.in[1] = contiguous_view(1, 0, 4, 2, 32); });
         add("seed-bad-q-k-overlap", [](apply_qk_call& c) { c.in[1] = contiguous_view(0, 64, 4, 2, 64); });
         add("seed-bad-q-out-on-k-in", [](apply_qk_call& c) {
             c.overload = 1;

@@ -204,37 +204,11 @@ struct table_call {
             }))
             return;
 
-        const std::size_t padded = table->padded_pairs();
-        const std::size_t half_vector = 32 / sizeof(C);
         check(table->rotary_dim() == 2 * pairs && table->pairs() == pairs && table->max_positions() == max_positions,
               "table: rotary_dim, pairs or max_positions");
         check(table->frequencies().attention_factor == factor, "table: attention_factor");
-        check(padded >= pairs + half_vector && padded * sizeof(C) % 64 == 0,
-              "table: each half of a row must be padded to a multiple of 64 bytes, with at least half a vector");
-        check(table->row_stride() == 2 * padded, "table: row_stride");
-        for (std::size_t m = 0; m < max_positions; ++m) {
-            const C* c = table->cos(m);
-            const C* s = table->sin(m);
-            check(c == table->data() + m * table->row_stride() && s == c + padded, "table: row addresses");
-            for (std::size_t i = 0; i < pairs; ++i) {
-                if (m == 0) check_theta("table.frequencies()", table->frequencies().inverse[i], theta, i);
-                const cos_sin_ld ref = oracle_cos_sin(m, theta[i]);
-                const long double a = factor;
-                const long double angle = computed() ? std::fabs(static_cast<long double>(m) * theta[i]) * 0x1p-60L : 0;
-                const long double tol = (4 * static_cast<long double>(std::numeric_limits<C>::epsilon()) + angle) * a +
-                                        std::numeric_limits<C>::denorm_min();
-                const auto where = [&](const char* what, C got, long double want) {
-                    return std::string("table: ") + what + "(" + std::to_string(m) + ")[" + std::to_string(i) +
-                           "] = " + std::to_string(static_cast<double>(got)) + ", the oracle says " +
-                           std::to_string(static_cast<double>(want)) + " (theta " +
-                           std::to_string(static_cast<double>(theta[i])) + ")";
-                };
-                check(agrees(c[i], a * ref.cos, tol, near_overflow<C>(a * ref.cos)), [&] { return where("cos", c[i], a * ref.cos); });
-                check(agrees(s[i], a * ref.sin, tol, near_overflow<C>(a * ref.sin)), [&] { return where("sin", s[i], a * ref.sin); });
-            }
-            for (std::size_t i = pairs; i < padded; ++i)
-                check(c[i] == C(0) && s[i] == C(0), [&] { return "table: padding of row " + std::to_string(m) + " is not zero"; });
-        }
+        for (std::size_t i = 0; i < pairs; ++i) check_theta("table.frequencies()", table->frequencies().inverse[i], theta, i);
+        check_table_rows(*table, theta, factor, computed() ? 0x1p-60L : 0.0L);
         note([&] { return "valid: " + std::to_string(max_positions * pairs) + " cos/sin pairs checked"; });
     }
 
