@@ -19,6 +19,7 @@
 ROTARY_DECLARE_KERNEL_SET(sse2);
 ROTARY_DECLARE_KERNEL_SET(avx2);
 ROTARY_DECLARE_KERNEL_SET(avx512bw);
+ROTARY_DECLARE_KERNEL_SET(avx512bf16);
 
 namespace rotary_test {
 
@@ -120,6 +121,7 @@ inline std::vector<arch_entry> simd_archs() {
         {"sse2", &rotary::cpu_supports<xsimd::sse2>, &rotary_kernel_set_sse2},
         {"avx2", &rotary::cpu_supports<xsimd::fma3<xsimd::avx2>>, &rotary_kernel_set_avx2},
         {"avx512bw", &rotary::cpu_supports<xsimd::avx512bw>, &rotary_kernel_set_avx512bw},
+        {"avx512bf16", &rotary::cpu_supports<rotary::avx512bf16>, &rotary_kernel_set_avx512bf16},
     };
 }
 

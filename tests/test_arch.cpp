@@ -163,7 +163,7 @@ TEST_P(SimdVsScalar, Fp64AllTails) { sweep<double>(); }
 TEST_P(SimdVsScalar, TableFreeFp32AllTails) { sweep<float, true>(); }
 TEST_P(SimdVsScalar, TableFreeFp64AllTails) { sweep<double, true>(); }
 
-INSTANTIATE_TEST_SUITE_P(, SimdVsScalar, ::testing::Values("sse2", "avx2", "avx512bw"),
+INSTANTIATE_TEST_SUITE_P(, SimdVsScalar, ::testing::Values("sse2", "avx2", "avx512bw", "avx512bf16"),
                          [](const auto& info) { return info.param; });
 
 // The arch the dispatching code would pick is the best one this CPU runs.

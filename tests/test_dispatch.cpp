@@ -1,5 +1,5 @@
-// Runtime dispatch: this binary is compiled for the x86-64 baseline, with the avx512bw, avx2 and
-// sse2 kernel sets added by rotary_add_dispatch(). It checks which arch is chosen on this machine,
+// Runtime dispatch: this binary is compiled for the x86-64 baseline, with the avx512bf16,
+// avx512bw, avx2 and sse2 kernel sets added by rotary_add_dispatch(). It checks which arch is chosen on this machine,
 // that forcing works (function and environment variable) and that every forced arch agrees with
 // the scalar path.
 #include <rotary/dispatch.hpp>
@@ -13,8 +13,10 @@ using rotary::positions;
 
 namespace {
 
-// The registry order of rotary_add_dispatch(... ARCHS avx512bw avx2 sse2): the best one the CPU runs.
+// The registry order of rotary_add_dispatch(... ARCHS avx512bf16 avx512bw avx2 sse2): the best one
+// the CPU runs.
 std::string expected_best() {
+    if (rotary::cpu_supports<rotary::avx512bf16>()) return "avx512bf16";
     if (rotary::cpu_supports<xsimd::avx512bw>()) return "avx512bw";
     if (rotary::cpu_supports<xsimd::fma3<xsimd::avx2>>()) return "avx2";
     return "sse2";
@@ -101,6 +103,9 @@ TEST_F(DispatchTest, ForcingAnUnknownOrMissingArchThrows) {
     }
     if (!rotary::cpu_supports<xsimd::avx512bw>()) {
         EXPECT_THROW(rotary::dispatch::force_arch("avx512bw"), std::invalid_argument);
+    }
+    if (!rotary::cpu_supports<rotary::avx512bf16>()) {
+        EXPECT_THROW(rotary::dispatch::force_arch("avx512bf16"), std::invalid_argument);
     }
 }
 

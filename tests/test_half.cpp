@@ -98,6 +98,53 @@ class HalfPaths : public ::testing::TestWithParam<std::string> {
 TEST_P(HalfPaths, Fp16EqualsFp32RoundedOnce) { sweep<Eigen::half>(); }
 TEST_P(HalfPaths, Bf16EqualsFp32RoundedOnce) { sweep<Eigen::bfloat16>(); }
 
+// Results in and near the type's subnormal range: both elements of a pair tiny, so that the fp32
+// result itself is tiny (for bf16 an fp32 subnormal, which vcvtne2ps2bf16 would flush to zero).
+// Blocks of 32 elements alternate tiny values, zeros and normal values, so that vectors of only
+// tiny results, of zeros without tiny results and of normal results all occur.
+template <class H>
+void tiny_results(const backend& path) {
+    const std::size_t tokens = 5, heads = 4, head_dim = 136, rotary_dim = 128, n = tokens * heads * head_dim;
+    const int tiny_exponent = std::numeric_limits<H>::min_exponent - 1;  // the top of the subnormals
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+    std::uniform_int_distribution<int> below(0, 9);
+    std::vector<H> inputs(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t block = i / 32 % 3;
+        const float value = block == 0 ? std::ldexp(mantissa(rng), tiny_exponent - below(rng))
+                            : block == 1 ? (i % 5 == 0 ? mantissa(rng) : 0.0f)
+                                         : mantissa(rng);
+        inputs[i] = static_cast<H>(value);
+    }
+    std::vector<float> widened(n);
+    for (std::size_t i = 0; i < n; ++i) widened[i] = static_cast<float>(inputs[i]);
+    const rotary::rope_table<float> table(rotary_dim, 64);
+    const positions pos = positions::starting_at(7);
+    apply_in_place(path, table, layout::interleaved, heads_view<float>(widened.data(), tokens, heads, head_dim), pos);
+    std::vector<float> widened_half = std::vector<float>(n);
+    for (std::size_t i = 0; i < n; ++i) widened_half[i] = static_cast<float>(inputs[i]);
+    apply_in_place(path, table, layout::half_split, heads_view<float>(widened_half.data(), tokens, heads, head_dim), pos);
+    std::size_t tiny = 0;
+    for (layout l : {layout::interleaved, layout::half_split}) {
+        const std::vector<float>& want = l == layout::interleaved ? widened : widened_half;
+        std::vector<H> x = inputs, out(n);
+        apply_in_place(path, table, l, heads_view<H>(x.data(), tokens, heads, head_dim), pos);
+        apply_out_of_place(path, table, l, heads_view<const H>(inputs.data(), tokens, heads, head_dim),
+                           heads_view<H>(out.data(), tokens, heads, head_dim), pos);
+        for (std::size_t i = 0; i < n; ++i) {
+            const H w = static_cast<H>(want[i]);
+            tiny += std::fpclassify(want[i]) == FP_SUBNORMAL || (want[i] != 0 && std::fabs(want[i]) < static_cast<float>(std::numeric_limits<H>::min()));
+            ASSERT_TRUE(same_half(x[i], w)) << path.name << " " << layout_name(l) << " in place, element " << i << ": got "
+                                            << std::bitset<16>(bits_of(x[i])) << " want " << std::bitset<16>(bits_of(w));
+            ASSERT_TRUE(same_half(out[i], w)) << path.name << " " << layout_name(l) << " out of place, element " << i;
+        }
+    }
+    EXPECT_GT(tiny, n / 4) << "the inputs must give results below the type's smallest normal";
+}
+TEST_P(HalfPaths, Fp16TinyResultsEqualFp32RoundedOnce) { tiny_results<Eigen::half>(path); }
+TEST_P(HalfPaths, Bf16TinyResultsEqualFp32RoundedOnce) { tiny_results<Eigen::bfloat16>(path); }
+
 // The table-free path with half storage: the same rule against the same path's fp32 result.
 template <class H>
 void table_free_half(const backend& path) {
@@ -130,7 +177,7 @@ void table_free_half(const backend& path) {
 TEST_P(HalfPaths, TableFreeFp16EqualsFp32RoundedOnce) { table_free_half<Eigen::half>(path); }
 TEST_P(HalfPaths, TableFreeBf16EqualsFp32RoundedOnce) { table_free_half<Eigen::bfloat16>(path); }
 
-INSTANTIATE_TEST_SUITE_P(, HalfPaths, ::testing::Values("default", "scalar", "sse2", "avx2", "avx512bw"),
+INSTANTIATE_TEST_SUITE_P(, HalfPaths, ::testing::Values("default", "scalar", "sse2", "avx2", "avx512bw", "avx512bf16"),
                          [](const auto& info) { return info.param; });
 
 // The rotation preserves each pair's norm r = |(x_a, x_b)|, so a component never exceeds r: an fp16

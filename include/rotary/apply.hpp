@@ -348,7 +348,7 @@ ROTARY_ALWAYS_INLINE auto job_qk_out_of_place(const Source& source, layout pair_
 // Rotates x in place: every head of every token t in the options' token range, by the angles of
 // its position (paper Eq. 34). Arch is an xsimd arch (default: the one the compile flags allow)
 // or rotary::scalar. Throws std::invalid_argument / std::out_of_range before writing anything.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
            const apply_options& options = {}) {
     detail::run<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
@@ -356,7 +356,7 @@ void apply(const rope_table<C>& table, layout pair_layout, const heads_view<T>& 
 
 // Rotates in into out (same shape, any strides; out must not overlap in unless it is the very
 // same rows, which is in place). Entries past rotary_dim are copied unchanged.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
            const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
     detail::run<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
@@ -364,14 +364,14 @@ void apply(const rope_table<C>& table, layout pair_layout, const heads_view<cons
 
 // Rotates q and k in place with the same positions in one pass, reading each token's cos/sin once.
 // Head counts may differ (GQA, MQA); each view has its own strides and head_dim.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
               const positions& pos, const apply_options& options = {}) {
     detail::run<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
 }
 
 // Fused q and k, out of place.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& q_in,
               const heads_view<T>& q_out, const heads_view<const detail::identity_t<T>>& k_in, const heads_view<T>& k_out,
               const positions& pos, const apply_options& options = {}) {
@@ -381,22 +381,22 @@ void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<c
 #if defined(_OPENMP)
 // The same four entry points, with the tokens split over the OpenMP threads (compiled only when
 // the including translation unit has OpenMP). Validation happens once, before the parallel region.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const positions& pos,
                     const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
                     const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
                        const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& q_in,
                        const heads_view<T>& q_out, const heads_view<const detail::identity_t<T>>& k_in, const heads_view<T>& k_out,
                        const positions& pos, const apply_options& options = {}) {

@@ -310,7 +310,7 @@ void run_attention_parallel(const attention_job& job) {
 //   out  [tokens    x q_heads  x v_dim]
 // Any strides (views), fp32 throughout. Throws std::invalid_argument / std::out_of_range naming
 // the parameter before anything is written.
-template <class Arch = xsimd::default_arch>
+template <class Arch = default_arch>
 void attention(const heads_view<const float>& q, const heads_view<const float>& k, const heads_view<const float>& v,
                const heads_view<float>& out, const attention_options& options = {}) {
     detail::run_attention<Arch>(
@@ -319,7 +319,7 @@ void attention(const heads_view<const float>& q, const heads_view<const float>& 
 
 // Attention that rotates q (at q_positions) and k (at k_positions) inside, tile by tile, through
 // the core kernels (Eq. 34) with the table and layout given; the caller's q and k are not modified.
-template <class Arch = xsimd::default_arch>
+template <class Arch = default_arch>
 void attention(const rope_table<float>& table, layout pair_layout, const heads_view<const float>& q,
                const heads_view<const float>& k, const heads_view<const float>& v, const heads_view<float>& out,
                const positions& q_positions, const positions& k_positions, const attention_options& options = {}) {
@@ -330,14 +330,14 @@ void attention(const rope_table<float>& table, layout pair_layout, const heads_v
 #if defined(_OPENMP)
 // The same, with the kv heads and token range split over the OpenMP threads (declared when the
 // including code is compiled with OpenMP). Validation happens once, before the parallel region.
-template <class Arch = xsimd::default_arch>
+template <class Arch = default_arch>
 void attention_parallel(const heads_view<const float>& q, const heads_view<const float>& k,
                         const heads_view<const float>& v, const heads_view<float>& out,
                         const attention_options& options = {}) {
     detail::run_attention_parallel<Arch>(
         detail::make_attention_job<Arch>(nullptr, layout::half_split, nullptr, nullptr, q, k, v, out, options));
 }
-template <class Arch = xsimd::default_arch>
+template <class Arch = default_arch>
 void attention_parallel(const rope_table<float>& table, layout pair_layout, const heads_view<const float>& q,
                         const heads_view<const float>& k, const heads_view<const float>& v,
                         const heads_view<float>& out, const positions& q_positions, const positions& k_positions,

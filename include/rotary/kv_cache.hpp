@@ -79,13 +79,13 @@ class kv_cache {
     // (straight into the cache, out of place) and the values copied. k [tokens x kv_heads x head_dim],
     // v [tokens x kv_heads x v_dim], any strides. Throws std::out_of_range when the cache would
     // overflow.
-    template <class Arch = xsimd::default_arch>
+    template <class Arch = default_arch>
     void append(const heads_view<const float>& k, const heads_view<const float>& v) {
         append<Arch>(k, v, positions::starting_at(next_position()));
     }
 
     // The same at the positions given (one per token, e.g. position ids).
-    template <class Arch = xsimd::default_arch>
+    template <class Arch = default_arch>
     void append(const heads_view<const float>& k, const heads_view<const float>& v, const positions& pos) {
         detail::checked_view ck, cv;
         detail::check_view(k, "k", ck);
@@ -128,14 +128,14 @@ class kv_cache {
     // [tokens x q_heads x head_dim] holds the queries of the last q.tokens cached tokens (append
     // their keys and values first), rotated inside at those tokens' positions; q_heads a multiple
     // of kv_heads. By default causal: query t sees cached tokens 0 .. size() - q.tokens + t.
-    template <class Arch = xsimd::default_arch>
+    template <class Arch = default_arch>
     void attend(const heads_view<const float>& q, const heads_view<float>& out,
                 const attention_options& options = attention_options::causal_mask()) const {
         attend<Arch>(q, newest_positions(q.tokens), out, options);
     }
 
     // The same with the queries' positions given.
-    template <class Arch = xsimd::default_arch>
+    template <class Arch = default_arch>
     void attend(const heads_view<const float>& q, const positions& q_positions, const heads_view<float>& out,
                 const attention_options& options = attention_options::causal_mask()) const {
         detail::run_attention<Arch>(detail::make_attention_job<Arch>(table_, layout_, &q_positions, nullptr, q, keys(),
@@ -144,7 +144,7 @@ class kv_cache {
 
 #if defined(_OPENMP)
     // attend with the kv heads (and, for few heads, the tokens) split over the OpenMP threads.
-    template <class Arch = xsimd::default_arch>
+    template <class Arch = default_arch>
     void attend_parallel(const heads_view<const float>& q, const heads_view<float>& out,
                          const attention_options& options = attention_options::causal_mask()) const {
         const positions q_positions = newest_positions(q.tokens);
@@ -158,7 +158,7 @@ class kv_cache {
     // The table only holds non-negative positions, so |delta| < table().max_positions(), and every
     // new position must lie in [0, max_positions). Each shift rounds the keys once more in fp32
     // (about 1e-7 relative per shift, so about 1e-5 after a hundred shifts of the same tokens).
-    template <class Arch = xsimd::default_arch>
+    template <class Arch = default_arch>
     void shift(std::int64_t delta, std::size_t first = 0, std::size_t last = all) {
         if (last == all) last = size_;
         check_token_range("shift", first, last);

@@ -877,7 +877,7 @@ void run_parallel(const linear_job<T>& job, const Phi& phi) {
 // apply). Arch: an xsimd arch (default: the one the compile flags allow) or rotary::scalar.
 // Allocates rotary::linear_attention_scratch_bytes() per call. Throws std::invalid_argument /
 // std::out_of_range before writing anything; phi must not throw.
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void linear_attention(const rope_table<T>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& q,
                       const heads_view<const detail::identity_t<T>>& k, const heads_view<const detail::identity_t<T>>& v,
                       const heads_view<T>& out, const positions& pos, const linear_attention_options& options = {},
@@ -888,7 +888,7 @@ void linear_attention(const rope_table<T>& table, layout pair_layout, const head
 }
 
 // Causal linear attention with RoPE: Eq. 19 over n <= m, chunk by chunk (options.chunk_size).
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void causal_linear_attention(const rope_table<T>& table, layout pair_layout,
                              const heads_view<const detail::identity_t<T>>& q,
                              const heads_view<const detail::identity_t<T>>& k,
@@ -901,7 +901,7 @@ void causal_linear_attention(const rope_table<T>& table, layout pair_layout,
 // The same, continuing from `state` (the tokens a previous call or step absorbed come before these)
 // and leaving it at the last token: prefill a prompt, then decode with linear_attention_step. Only
 // the kv heads of the head range are read and updated (the range must hold whole kv groups).
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void causal_linear_attention(const rope_table<T>& table, layout pair_layout,
                              const heads_view<const detail::identity_t<T>>& q,
                              const heads_view<const detail::identity_t<T>>& k,
@@ -915,7 +915,7 @@ void causal_linear_attention(const rope_table<T>& table, layout pair_layout,
 // One token of causal linear attention, in recurrent form: the token at `position` joins the state
 // (S += (R phi(k)) v^T, z += phi(k)), then out = (R phi(q))^T S / max(phi(q)^T z, epsilon). q, k,
 // v, out are views of one token. O(d d_v) per head, whatever the length so far.
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void linear_attention_step(const rope_table<T>& table, layout pair_layout,
                            const heads_view<const detail::identity_t<T>>& q,
                            const heads_view<const detail::identity_t<T>>& k,
@@ -941,7 +941,7 @@ std::size_t linear_attention_scratch_bytes(std::size_t tokens, std::size_t kv_he
 // The same entry points with the heads split over the OpenMP threads (whole kv groups when there are
 // at least as many as threads, or when a state is updated); validation happens once, before the
 // parallel region. Declared only when the including translation unit has OpenMP.
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void linear_attention_parallel(const rope_table<T>& table, layout pair_layout,
                                const heads_view<const detail::identity_t<T>>& q,
                                const heads_view<const detail::identity_t<T>>& k,
@@ -951,7 +951,7 @@ void linear_attention_parallel(const rope_table<T>& table, layout pair_layout,
         detail::make_linear_job(detail::linear_kind::bidirectional, table, pair_layout, q, k, v, out, pos, options, nullptr),
         phi);
 }
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void causal_linear_attention_parallel(const rope_table<T>& table, layout pair_layout,
                                       const heads_view<const detail::identity_t<T>>& q,
                                       const heads_view<const detail::identity_t<T>>& k,
@@ -961,7 +961,7 @@ void causal_linear_attention_parallel(const rope_table<T>& table, layout pair_la
     detail::run_parallel<Arch>(
         detail::make_linear_job(detail::linear_kind::causal, table, pair_layout, q, k, v, out, pos, options, nullptr), phi);
 }
-template <class Arch = xsimd::default_arch, class T, class Phi = feature_maps::elu_plus_one>
+template <class Arch = default_arch, class T, class Phi = feature_maps::elu_plus_one>
 void causal_linear_attention_parallel(const rope_table<T>& table, layout pair_layout,
                                       const heads_view<const detail::identity_t<T>>& q,
                                       const heads_view<const detail::identity_t<T>>& k,

@@ -229,28 +229,28 @@ void run_multi_axis(const rope_job<T, C>& job) noexcept {
 // of every axis inside the table).
 
 // Rotates x in place.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const axis_positions& pos,
            const apply_options& options = {}) {
     detail::run_multi_axis<Arch>(detail::job_in_place(table, pair_layout, x, pos, options));
 }
 
 // Rotates in into out.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
            const heads_view<T>& out, const axis_positions& pos, const apply_options& options = {}) {
     detail::run_multi_axis<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options));
 }
 
 // Rotates q and k in place in one pass: each token's row is assembled once for both.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
               const axis_positions& pos, const apply_options& options = {}) {
     detail::run_multi_axis<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options));
 }
 
 // Fused q and k, out of place.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& q_in,
               const heads_view<T>& q_out, const heads_view<const detail::identity_t<T>>& k_in,
               const heads_view<T>& k_out, const axis_positions& pos, const apply_options& options = {}) {
@@ -259,25 +259,25 @@ void apply_qk(const rope_table<C>& table, layout pair_layout, const heads_view<c
 
 #if defined(_OPENMP)
 // The same four entry points with the tokens split over the OpenMP threads.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<T>& x, const axis_positions& pos,
                     const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_in_place(table, pair_layout, x, pos, options),
                                &detail::run_tokens_multi_axis<Arch, T, C>);
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
                     const heads_view<T>& out, const axis_positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_out_of_place(table, pair_layout, in, out, pos, options),
                                &detail::run_tokens_multi_axis<Arch, T, C>);
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk_parallel(const rope_table<C>& table, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
                        const axis_positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_qk_in_place(table, pair_layout, q, k, pos, options),
                                &detail::run_tokens_multi_axis<Arch, T, C>);
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk_parallel(const rope_table<C>& table, layout pair_layout,
                        const heads_view<const detail::identity_t<T>>& q_in, const heads_view<T>& q_out,
                        const heads_view<const detail::identity_t<T>>& k_in, const heads_view<T>& k_out,

@@ -180,28 +180,28 @@ void run_table_free(const rope_job<T, C>& job) noexcept {
 // to within one fp32 ulp of each cos/sin (both are within one ulp of the truth).
 
 // Rotates x in place.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply(const rope_angles<C>& angles, layout pair_layout, const heads_view<T>& x, const positions& pos,
            const apply_options& options = {}) {
     detail::run_table_free<Arch>(detail::job_in_place(angles, pair_layout, x, pos, options));
 }
 
 // Rotates in into out.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply(const rope_angles<C>& angles, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
            const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
     detail::run_table_free<Arch>(detail::job_out_of_place(angles, pair_layout, in, out, pos, options));
 }
 
 // Rotates q and k in place in one pass: each token's cos/sin is computed once for both.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk(const rope_angles<C>& angles, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
               const positions& pos, const apply_options& options = {}) {
     detail::run_table_free<Arch>(detail::job_qk_in_place(angles, pair_layout, q, k, pos, options));
 }
 
 // Fused q and k, out of place.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk(const rope_angles<C>& angles, layout pair_layout, const heads_view<const detail::identity_t<T>>& q_in,
               const heads_view<T>& q_out, const heads_view<const detail::identity_t<T>>& k_in,
               const heads_view<T>& k_out, const positions& pos, const apply_options& options = {}) {
@@ -210,25 +210,25 @@ void apply_qk(const rope_angles<C>& angles, layout pair_layout, const heads_view
 
 #if defined(_OPENMP)
 // The same four entry points with the tokens split over the OpenMP threads.
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_parallel(const rope_angles<C>& angles, layout pair_layout, const heads_view<T>& x, const positions& pos,
                     const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_in_place(angles, pair_layout, x, pos, options),
                                &detail::run_tokens_table_free<Arch, T, C>);
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_parallel(const rope_angles<C>& angles, layout pair_layout, const heads_view<const detail::identity_t<T>>& in,
                     const heads_view<T>& out, const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_out_of_place(angles, pair_layout, in, out, pos, options),
                                &detail::run_tokens_table_free<Arch, T, C>);
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk_parallel(const rope_angles<C>& angles, layout pair_layout, const heads_view<T>& q, const heads_view<T>& k,
                        const positions& pos, const apply_options& options = {}) {
     detail::run_parallel<Arch>(detail::job_qk_in_place(angles, pair_layout, q, k, pos, options),
                                &detail::run_tokens_table_free<Arch, T, C>);
 }
-template <class Arch = xsimd::default_arch, class T, class C>
+template <class Arch = default_arch, class T, class C>
 void apply_qk_parallel(const rope_angles<C>& angles, layout pair_layout,
                        const heads_view<const detail::identity_t<T>>& q_in, const heads_view<T>& q_out,
                        const heads_view<const detail::identity_t<T>>& k_in, const heads_view<T>& k_out,

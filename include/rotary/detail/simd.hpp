@@ -15,9 +15,51 @@
 
 #include "../types.hpp"
 
+#if defined(__AVX512BF16__)
+#define ROTARY_WITH_AVX512BF16 1
+#else
+#define ROTARY_WITH_AVX512BF16 0
+#endif
+
+#if XSIMD_WITH_AVX512BW && ROTARY_WITH_AVX512BF16
+namespace rotary {
+struct avx512bf16;
+}
+namespace xsimd {
+namespace types {
+template <class T>
+struct get_bool_simd_register<T, rotary::avx512bf16> {
+    using type = simd_avx512_bool_register<T>;
+};
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(rotary::avx512bf16, avx512bw);
+}  // namespace types
+}  // namespace xsimd
+#endif
+
 ROTARY_DIAGNOSTIC_PUSH
 
 namespace rotary {
+
+// AVX-512 BW with the BF16 conversions (AVX512_BF16: Zen 4, Cooper Lake, Sapphire Rapids): the
+// registers and xsimd kernels of xsimd::avx512bw, which does not know the extension, plus
+// vcvtne2ps2bf16 in the bf16 stores (kernels.hpp). A type of its own, not a macro inside
+// avx512bw's code: a translation unit built with -mavx512bf16 and one built without must not
+// instantiate the same function with two bodies (the linker keeps one of them).
+struct avx512bf16 : xsimd::avx512bw {
+    static constexpr bool supported() noexcept { return XSIMD_WITH_AVX512BW && ROTARY_WITH_AVX512BF16; }
+    static constexpr bool available() noexcept { return true; }
+    static constexpr unsigned version() noexcept { return xsimd::generic::version(3, 4, 1); }
+    static constexpr const char* name() noexcept { return "avx512bf16"; }
+};
+
+// The arch of the public entry points' default: xsimd's best arch for the compile flags, or
+// avx512bf16 where those flags add AVX512_BF16 to AVX-512 BW (-march=native on Zen 4).
+#if XSIMD_WITH_AVX512BW && ROTARY_WITH_AVX512BF16
+using default_arch = avx512bf16;
+#else
+using default_arch = xsimd::default_arch;
+#endif
+
 namespace detail {
 
 template <class Arch>
@@ -224,6 +266,15 @@ inline bool cpu_has_f16c() noexcept {
     return true;
 #endif
 }
+// AVX512_BF16 (CPUID.(EAX=7,ECX=1):EAX[bit 5]), which xsimd does not report either.
+inline bool cpu_has_avx512bf16() noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0;
+#else
+    return false;
+#endif
+}
 }  // namespace detail
 
 // Whether this CPU runs Arch (the scalar tag always runs). xsimd's Arch::available() only says
@@ -234,7 +285,8 @@ inline bool cpu_supports() noexcept {
         return true;
     } else {
         const auto cpu = xsimd::available_architectures();
-        if constexpr (std::is_same<Arch, xsimd::avx512bw>::value) return cpu.avx512bw && cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
+        if constexpr (std::is_same<Arch, avx512bf16>::value) return cpu_supports<xsimd::avx512bw>() && detail::cpu_has_avx512bf16();
+        else if constexpr (std::is_same<Arch, xsimd::avx512bw>::value) return cpu.avx512bw && cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512dq>::value) return cpu.avx512dq && cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512cd>::value) return cpu.avx512cd && cpu.avx512f;
         else if constexpr (std::is_same<Arch, xsimd::avx512f>::value) return cpu.avx512f;
