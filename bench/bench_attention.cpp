@@ -15,6 +15,8 @@
 #include <Eigen/Dense>
 #include <benchmark/benchmark.h>
 
+#include "bench_buffers.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -40,18 +42,7 @@ constexpr std::size_t head_dim = 128;
 constexpr std::size_t q_heads = 32;
 constexpr std::size_t gqa_kv_heads = 8;
 
-// 64-byte aligned buffers, filled once per (size, role) and shared by every row.
-float* buffer(std::size_t elements, int role) {
-    using storage = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-    static std::map<std::pair<std::size_t, int>, std::unique_ptr<storage>> buffers;
-    auto& slot = buffers[{elements, role}];
-    if (!slot) {
-        slot = std::make_unique<storage>(elements);
-        std::minstd_rand rng(static_cast<std::uint32_t>(elements * 7 + static_cast<std::size_t>(role)));
-        for (auto& x : *slot) x = static_cast<float>(rng()) * (2.0f / 2147483647.0f) - 1.0f;
-    }
-    return slot->data();
-}
+float* buffer(std::size_t elements, int role) { return rotary_bench::buffer<float>(elements, role); }
 
 const rotary::rope_table<float>& table() {
     static const rotary::rope_table<float> t(head_dim, 32768 + 1);
@@ -77,31 +68,6 @@ double attention_flops(std::size_t tokens, std::size_t kv_tokens, std::size_t he
 
 // ---- The limits ----------------------------------------------------------------------------------
 
-// 12 independent FMA chains in registers (enough to cover the 4-cycle FMA latency on 2 pipes):
-// nothing but FMAs, so the rate is the peak.
-float fma_loop(std::size_t rounds) {
-    using batch = xsimd::batch<float>;
-    using arch = xsimd::default_arch;
-    const batch m(0.9999999f), c(1e-7f);
-    batch a0(1.00f), a1(1.01f), a2(1.02f), a3(1.03f), a4(1.04f), a5(1.05f);
-    batch a6(1.06f), a7(1.07f), a8(1.08f), a9(1.09f), a10(1.10f), a11(1.11f);
-    for (std::size_t i = 0; i < rounds; ++i) {
-        a0 = rotary::detail::fmadd<arch>(a0, m, c);
-        a1 = rotary::detail::fmadd<arch>(a1, m, c);
-        a2 = rotary::detail::fmadd<arch>(a2, m, c);
-        a3 = rotary::detail::fmadd<arch>(a3, m, c);
-        a4 = rotary::detail::fmadd<arch>(a4, m, c);
-        a5 = rotary::detail::fmadd<arch>(a5, m, c);
-        a6 = rotary::detail::fmadd<arch>(a6, m, c);
-        a7 = rotary::detail::fmadd<arch>(a7, m, c);
-        a8 = rotary::detail::fmadd<arch>(a8, m, c);
-        a9 = rotary::detail::fmadd<arch>(a9, m, c);
-        a10 = rotary::detail::fmadd<arch>(a10, m, c);
-        a11 = rotary::detail::fmadd<arch>(a11, m, c);
-    }
-    return xsimd::hadd(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
-}
-
 void BM_fma_peak(benchmark::State& state) {
     const int threads = static_cast<int>(state.range(0));
     constexpr std::size_t rounds = 1 << 20;
@@ -110,11 +76,11 @@ void BM_fma_peak(benchmark::State& state) {
 #pragma omp parallel num_threads(threads)
 #endif
         {
-            float x = fma_loop(rounds);
+            float x = rotary_bench::fma_chains<float>(rounds);
             benchmark::DoNotOptimize(x);
         }
     }
-    set_flops(state, 2.0 * 12 * xsimd::batch<float>::size * rounds * threads);
+    set_flops(state, 2.0 * rotary_bench::fma_chain_count * xsimd::batch<float, rotary::default_arch>::size * rounds * threads);
 }
 
 // A copy of the K+V bytes a decode step reads from a cache of kv_tokens tokens.
@@ -176,10 +142,10 @@ void BM_attention(benchmark::State& state, bool rope_inside) {
         benchmark::ClobberMemory();
     }
     set_flops(state, attention_flops(p.tokens, p.tokens, q_heads, p.causal));
-    const auto job = rotary::detail::make_attention_job<xsimd::default_arch>(nullptr, layout::half_split, nullptr, nullptr,
+    const auto job = rotary::detail::make_attention_job<rotary::default_arch>(nullptr, layout::half_split, nullptr, nullptr,
                                                                              p.q, p.k, p.v, p.out, p.options());
     state.counters["workspace_MiB"] =
-        static_cast<double>(rotary::detail::softmax_attention<xsimd::default_arch>::workspace_floats(job, p.tokens)) *
+        static_cast<double>(rotary::detail::softmax_attention<rotary::default_arch>::workspace_floats(job, p.tokens)) *
         sizeof(float) / (1 << 20);
 }
 
@@ -360,10 +326,5 @@ void register_rows() {
 
 int main(int argc, char** argv) {
     register_rows();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::AddCustomContext("default_arch", xsimd::default_arch::name());
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return rotary_bench::run_benchmarks(argc, argv);
 }

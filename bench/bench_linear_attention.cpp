@@ -76,33 +76,13 @@ double median(std::vector<double> v) {
 
 // ---- The limit ----------------------------------------------------------------------------------
 
-// One FMA on each of the independent chains acc[I].
-template <class A, class T, std::size_t... I>
-inline void fma_chains(xsimd::batch<T, A> (&acc)[sizeof...(I)], const xsimd::batch<T, A>& x,
-                       const xsimd::batch<T, A>& y, std::index_sequence<I...>) {
-    ((acc[I] = rotary::detail::fmadd<A>(acc[I], x, y)), ...);
-}
-
 template <class T>
 void BM_fma_peak(benchmark::State& state) {
-    using A = xsimd::default_arch;
-    using batch = xsimd::batch<T, A>;
-    // 12 independent chains in registers: more than FMA latency x pipes (4 cycles x 2 on Zen 4)
-    constexpr std::size_t chains = 12;
-    constexpr int inner = 4096;
-    batch x(T(0.999999)), y(T(1e-6));
-    benchmark::DoNotOptimize(x);  // unknown to the compiler: the loop cannot be folded
-    benchmark::DoNotOptimize(y);
-    batch acc[chains];
-    for (std::size_t i = 0; i < chains; ++i) acc[i] = batch(static_cast<T>(i));
+    constexpr std::size_t rounds = 4096;
     const auto start = std::chrono::steady_clock::now();
-    for (auto _ : state)
-        for (int i = 0; i < inner; ++i) fma_chains<A>(acc, x, y, std::make_index_sequence<chains>{});
+    for (auto _ : state) benchmark::DoNotOptimize(rotary_bench::fma_chains<T>(rounds));
     const auto end = std::chrono::steady_clock::now();
-    batch sum(T(0));
-    for (const batch& a : acc) sum += a;
-    benchmark::DoNotOptimize(sum);
-    const double per_iteration = 2.0 * chains * inner * batch::size;
+    const double per_iteration = 2.0 * rotary_bench::fma_chain_count * rounds * xsimd::batch<T, rotary::default_arch>::size;
     state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
     // remembered for the of_peak counters of the rows after it
     const double seconds = std::chrono::duration<double>(end - start).count();
@@ -219,10 +199,5 @@ void add_rows() {
 
 int main(int argc, char** argv) {
     add_rows();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::AddCustomContext("default_arch", xsimd::default_arch::name());
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return rotary_bench::run_benchmarks(argc, argv);
 }

@@ -401,10 +401,5 @@ int main(int argc, char** argv) {
     add_rows<Eigen::bfloat16>();
     add_table_free_rows<float>(true);
     add_table_free_rows<double>(false);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::AddCustomContext("default_arch", xsimd::default_arch::name());
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return rotary_bench::run_benchmarks(argc, argv);
 }

@@ -230,18 +230,7 @@ attention_job make_attention_job(const rope_table<float>* table, layout pair_lay
         }
     }
 
-    job.q = q.data;
-    job.k = k.data;
-    job.v = v.data;
-    job.out = out.data;
-    job.q_token_stride = q.token_stride;
-    job.q_head_stride = q.head_stride;
-    job.k_token_stride = k.token_stride;
-    job.k_head_stride = k.head_stride;
-    job.v_token_stride = v.token_stride;
-    job.v_head_stride = v.head_stride;
-    job.out_token_stride = out.token_stride;
-    job.out_head_stride = out.head_stride;
+    set_qkvo(job, q, k, v, out);
     return job;
 }
 

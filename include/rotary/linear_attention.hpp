@@ -361,18 +361,7 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
 
     linear_job<T> job{};
     job.kind = kind;
-    job.q = q.data;
-    job.k = k.data;
-    job.v = v.data;
-    job.out = out.data;
-    job.q_token_stride = q.token_stride;
-    job.q_head_stride = q.head_stride;
-    job.k_token_stride = k.token_stride;
-    job.k_head_stride = k.head_stride;
-    job.v_token_stride = v.token_stride;
-    job.v_head_stride = v.head_stride;
-    job.out_token_stride = out.token_stride;
-    job.out_head_stride = out.head_stride;
+    set_qkvo(job, q, k, v, out);
     job.tokens = q.tokens;
     job.q_heads = q.heads;
     job.kv_heads = k.heads;

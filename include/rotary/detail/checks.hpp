@@ -201,6 +201,24 @@ ROTARY_ALWAYS_INLINE void check_positions(const positions& p, std::size_t tokens
     }
 }
 
+// The data pointers and strides of the q, k, v and out views, into the fields of the same names of
+// an attention job (softmax or linear), once every check has passed.
+template <class Job, class Q, class K, class V, class Out>
+inline void set_qkvo(Job& job, const Q& q, const K& k, const V& v, const Out& out) noexcept {
+    job.q = q.data;
+    job.k = k.data;
+    job.v = v.data;
+    job.out = out.data;
+    job.q_token_stride = q.token_stride;
+    job.q_head_stride = q.head_stride;
+    job.k_token_stride = k.token_stride;
+    job.k_head_stride = k.head_stride;
+    job.v_token_stride = v.token_stride;
+    job.v_head_stride = v.head_stride;
+    job.out_token_stride = out.token_stride;
+    job.out_head_stride = out.head_stride;
+}
+
 }  // namespace detail
 }  // namespace rotary
 
