@@ -65,7 +65,10 @@ inline void fence_streaming_stores() noexcept {
 #endif
 }
 
-// One buffer's rows of one token, as the kernels see them: every check has happened before.
+// One buffer's rows of one token, as the kernels see them: every check has happened before. The
+// vector kernels copy it to a local before their loop over heads: as far as the compiler knows, a
+// store through the output pointer could change rows[r], and it would reload every field for
+// every head.
 template <class T>
 struct token_rows {
     const T* in;
@@ -138,7 +141,7 @@ inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C
     const batch c[] = {duplicate_pairs<Arch>(batch::load_unaligned(cos + (e0 + B * W) / 2))...};
     const batch s[] = {duplicate_pairs<Arch>(batch::load_unaligned(sin + (e0 + B * W) / 2)) * signs...};
     for (std::size_t r = 0; r < n_rows; ++r) {
-        const token_rows<T>& b = rows[r];
+        const token_rows<T> b = rows[r];
         for (std::size_t h = 0; h < b.heads; ++h) {
             const T* x = b.in + static_cast<std::ptrdiff_t>(h) * b.in_head_stride + e0;
             T* y = b.out + static_cast<std::ptrdiff_t>(h) * b.out_head_stride + e0;
@@ -159,7 +162,7 @@ inline void half_split_vectors(std::index_sequence<B...>, const C* cos, const C*
     const batch c[] = {batch::load_unaligned(cos + p0 + B * W)...};
     const batch s[] = {batch::load_unaligned(sin + p0 + B * W) * batch(sign)...};
     for (std::size_t r = 0; r < n_rows; ++r) {
-        const token_rows<T>& b = rows[r];
+        const token_rows<T> b = rows[r];
         for (std::size_t h = 0; h < b.heads; ++h) {
             const T* x = b.in + static_cast<std::ptrdiff_t>(h) * b.in_head_stride + p0;
             T* y = b.out + static_cast<std::ptrdiff_t>(h) * b.out_head_stride + p0;
@@ -229,7 +232,7 @@ inline void interleaved_vectors(std::index_sequence<B...>, const C* cos, const C
     const floats c[] = {floats::load_unaligned(cos + p0 + B * W)...};
     const floats s[] = {floats::load_unaligned(sin + p0 + B * W) * floats(sign)...};
     for (std::size_t r = 0; r < n_rows; ++r) {
-        const token_rows<Eigen::bfloat16>& b = rows[r];
+        const token_rows<Eigen::bfloat16> b = rows[r];
         for (std::size_t h = 0; h < b.heads; ++h) {
             const Eigen::bfloat16* x = b.in + static_cast<std::ptrdiff_t>(h) * b.in_head_stride + 2 * p0;
             Eigen::bfloat16* y = b.out + static_cast<std::ptrdiff_t>(h) * b.out_head_stride + 2 * p0;
@@ -259,7 +262,7 @@ inline void half_split_vectors(std::index_sequence<B...>, const C* cos, const C*
                          floats::load_unaligned(sin + p0 + 2 * B * W + W) * floats(sign), s_even[B], s_odd[B])),
      ...);
     for (std::size_t r = 0; r < n_rows; ++r) {
-        const token_rows<Eigen::bfloat16>& b = rows[r];
+        const token_rows<Eigen::bfloat16> b = rows[r];
         for (std::size_t h = 0; h < b.heads; ++h) {
             const Eigen::bfloat16* x = b.in + static_cast<std::ptrdiff_t>(h) * b.in_head_stride + p0;
             Eigen::bfloat16* y = b.out + static_cast<std::ptrdiff_t>(h) * b.out_head_stride + p0;
