@@ -273,9 +273,11 @@ verdict model(const attention_call& c, const heads_view<const float>& q, const h
         if (!std::isfinite(static_cast<float>(c.scale))) v.must_invalid("scale must be finite");
     }
     if (c.causal & 1) {
-        // Allowed: -tokens <= offset <= kv_tokens - tokens (exact, in __int128).
+        // Allowed: -tokens <= offset <= kv_tokens - tokens (exact, in __int128). INT64_MIN given is
+        // attention_options::end_aligned, the default: kv_tokens - tokens.
         const __int128 t = q.tokens, n = k.tokens;
-        const __int128 offset = (c.offset_given & 1) ? c.query_offset : n - t;
+        const bool given = (c.offset_given & 1) && c.query_offset != attention_options::end_aligned;
+        const __int128 offset = given ? c.query_offset : n - t;
         if (offset < -t || offset > n - t) v.must_range("query_offset");
         // Token counts past INT64_MAX cannot be described by an int64 offset: any message will do.
         if (t > INT64_MAX || n > INT64_MAX) v.may(rotary_fuzz::error_kind::out_of_range, "query_offset");
@@ -675,6 +677,9 @@ std::vector<std::pair<std::string, attention_call>> attention_call::seeds() {
     add("seed-bad-cache-shift-past-table", [](attention_call& c) { c.op = 2, c.delta = 60; });
     add("seed-bad-cache-attend-more-than-cached", [](attention_call& c) { c.op = 2, c.tokens = 12; });
     // Findings (README.md, "Fuzzing"): each input that once failed, kept as a regression test.
+    add("regression-offset-int64-min-is-end-aligned", [](attention_call& c) {  // the model took it for an offset
+        c.offset_given = 1, c.query_offset = attention_options::end_aligned;
+    });
     add("regression-shift-negative-delta-wraps", [](attention_call& c) {  // |delta| formed by a wrapping 0 - delta
         c.op = 2, c.max_tokens = 24, c.delta = std::numeric_limits<std::int64_t>::min();
     });
