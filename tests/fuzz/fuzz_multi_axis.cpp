@@ -131,6 +131,10 @@ std::vector<std::pair<std::string, multi_axis_call>> multi_axis_call::seeds() {
     add("seed-bad-rows-overlap", [](one_view& c) { c.in[0] = strided_view(0, 0, 4, 3, 64, 64, 32); });
     add_qk("seed-bad-qk-overlap", [](two_views& c) { c.in[1] = contiguous_view(0, 72, 3, 2, 72); });
     add_qk("seed-bad-qk-axis-id-past-table", [](two_views& c) { c.ids[8] = 1000; });
+    // Findings (README.md, "Fuzzing"): each input that once failed, kept as a regression test.
+    add("regression-sections-sum-wraps", [](one_view& c) {  // {33, 2^64 - 1} wrapped to 32 pairs: accepted
+        set_axes(c, 2, {33, ~std::uint64_t{0}}, {0, 1, 2, 3, 4, 5, 6, 7});
+    });
     return s;
 }
 
