@@ -171,17 +171,6 @@ inline std::optional<std::vector<u128>> row_starts(const model_view& v, bool dis
     return starts;
 }
 
-// Whether two of a view's rows share an element.
-inline truth rows_overlap(const model_view& v) {
-    if (!v.has_rows()) return truth::no;
-    if ((v.tokens > 1 && v.token_stride == 0) || (v.heads > 1 && v.head_stride == 0)) return truth::yes;
-    const auto starts = row_starts(v, false);
-    if (!starts) return truth::unknown;
-    for (std::size_t i = 1; i < starts->size(); ++i)
-        if ((*starts)[i] - (*starts)[i - 1] < v.head_dim) return truth::yes;
-    return truth::no;
-}
-
 // The documented guarantee: a view whose rows nest (one stride clears a row, the other clears
 // every row along the first) is accepted.
 inline bool rows_nest(const model_view& v) {
@@ -192,17 +181,17 @@ inline bool rows_nest(const model_view& v) {
     return (ts >= d && hs >= (v.tokens - 1) * ts + d) || (hs >= d && ts >= (v.heads - 1) * hs + d);
 }
 
-// Whether a row of a and a row of b share an element.
-inline truth views_overlap(const model_view& a, const model_view& b) {
-    if (!a.has_rows() || !b.has_rows()) return truth::no;
-    const auto sa = row_starts(a, true), sb = row_starts(b, true);
-    if (!sa || !sb) return truth::unknown;
-    for (const u128 s : *sb) {
-        // an a-row [x, x + a.head_dim) meets [s, s + b.head_dim) iff s - a.head_dim < x < s + b.head_dim
-        const u128 lo = s + 1 >= a.head_dim ? s + 1 - a.head_dim : 0;
-        const auto it = std::lower_bound(sa->begin(), sa->end(), lo);
-        if (it != sa->end() && *it < s + b.head_dim) return truth::yes;
-    }
+// Whether two of a view's rows share an element.
+inline truth rows_overlap(const model_view& v) {
+    if (!v.has_rows()) return truth::no;
+    if ((v.tokens > 1 && v.token_stride == 0) || (v.heads > 1 && v.head_stride == 0)) return truth::yes;
+    // Nesting rows are apart (each row's successor along one stride starts past it, and each block
+    // along that stride ends before the next along the other): no need to enumerate them.
+    if (rows_nest(v)) return truth::no;
+    const auto starts = row_starts(v, false);
+    if (!starts) return truth::unknown;
+    for (std::size_t i = 1; i < starts->size(); ++i)
+        if ((*starts)[i] - (*starts)[i - 1] < v.head_dim) return truth::yes;
     return truth::no;
 }
 
@@ -225,6 +214,21 @@ inline bool views_apart(const model_view& a, const model_view& b) {
     return r >= block_a && r + block_b <= period;
 }
 
+// Whether a row of a and a row of b share an element.
+inline truth views_overlap(const model_view& a, const model_view& b) {
+    if (!a.has_rows() || !b.has_rows()) return truth::no;
+    if (views_apart(a, b)) return truth::no;  // disjoint ranges, or blocks side by side in each token
+    const auto sa = row_starts(a, true), sb = row_starts(b, true);
+    if (!sa || !sb) return truth::unknown;
+    for (const u128 s : *sb) {
+        // an a-row [x, x + a.head_dim) meets [s, s + b.head_dim) iff s - a.head_dim < x < s + b.head_dim
+        const u128 lo = s + 1 >= a.head_dim ? s + 1 - a.head_dim : 0;
+        const auto it = std::lower_bound(sa->begin(), sa->end(), lo);
+        if (it != sa->end() && *it < s + b.head_dim) return truth::yes;
+    }
+    return truth::no;
+}
+
 // ------------------------------------------------------------------------------------------------
 // The tables, built once per (type, rotary_dim, max_positions, base) and kept: the apply targets
 // test the kernels and the checks, the table target the tables (and the angles at large positions).
@@ -244,6 +248,16 @@ const rotary::rope_angles<C>& cached_angles(std::size_t rotary_dim, double base)
     auto& a = angles[{rotary_dim, base}];
     if (!a) a = std::make_unique<rotary::rope_angles<C>>(rotary_dim, base);
     return *a;
+}
+
+// The oracle's theta_i of (rotary_dim, base), computed once per pair of them (powl per pair and
+// call was a tenth of the apply targets' time).
+inline const std::vector<long double>& cached_oracle_thetas(std::size_t rotary_dim, double base) {
+    static std::map<std::pair<std::size_t, double>, std::vector<long double>> thetas;
+    auto& t = thetas[{rotary_dim, base}];
+    if (t.empty())
+        for (std::size_t p = 0; p < rotary_dim / 2; ++p) t.push_back(oracle_theta(p, rotary_dim, base));
+    return t;
 }
 
 // f(T{}) for the buffers' element type: bits 0-1 of `element`: fp32, fp64, fp16, bf16.
@@ -788,8 +802,7 @@ struct rope_call {
     void run_typed() const {
         using C = rotary::compute_type_t<T>;
         const std::size_t rd = rotary_dim(), pairs = rd / 2;
-        std::vector<long double> theta(pairs);
-        for (std::size_t p = 0; p < pairs; ++p) theta[p] = oracle_theta(p, rd, base());
+        std::vector<long double> theta = cached_oracle_thetas(rd, base());
         if constexpr (MultiAxis) {
             if (!(axial & 1)) return run_with<T>(cached_table<C>(rd, max_positions(), base()), theta, 1.0L);
             // 2D axial RoPE: each half of the pairs has the 1-D frequencies of a head of rotary_dim/2
@@ -799,7 +812,8 @@ struct rope_call {
                 call_checked(v, "axial_frequencies", [&] { rotary::axial_frequencies(rd, base()); });
                 return;
             }
-            for (std::size_t p = 0; p < pairs; ++p) theta[p] = oracle_theta(p % (pairs / 2), rd / 2, base());
+            const std::vector<long double>& half = cached_oracle_thetas(rd / 2, base());
+            for (std::size_t p = 0; p < pairs; ++p) theta[p] = half[p % (pairs / 2)];
             run_with<T>(cached_axial_table<C>(rd, max_positions(), base()), theta, 1.0L);
         } else if constexpr (!TableFree) {
             run_with<T>(cached_table<C>(rd, max_positions(), base()), theta, 1.0L);
