@@ -327,10 +327,12 @@ bool small_enough(const heads_view<const float>& q, const heads_view<const float
 }
 
 // Compares out with the oracle over the call's work range; everything else must equal `before`.
-void check_output(const attention_call& c, const std::string& who, const padded_heads& out,
+// `tokens` is the out view's: the buffer may hold more (out placed on q's storage keeps no tokens
+// when q's is the smaller buffer), and only the view's rows are the call's (and the oracle's).
+void check_output(const attention_call& c, const std::string& who, std::size_t tokens, const padded_heads& out,
                   const std::vector<float>& before, const std::vector<double>& want, const padded_heads& q,
                   const padded_heads& k, const padded_heads& v, std::int64_t query_offset, double scale) {
-    const std::size_t tokens = out.tokens, q_heads = out.heads, dv = out.head_dim, d = q.head_dim;
+    const std::size_t q_heads = out.heads, dv = out.head_dim, d = q.head_dim;
     const std::size_t group = k.heads == 0 ? 0 : q_heads / k.heads, kv_tokens = k.tokens;  // no kv heads: no q heads
     const std::size_t head_begin = c.kv_head_begin, head_end = c.kv_head_end == attention_options::all ? k.heads : c.kv_head_end;
     const std::size_t token_begin = c.token_begin, token_end = c.token_end == attention_options::all ? tokens : c.token_end;
@@ -479,7 +481,7 @@ void attention_call::run_attention() const {
         if (!want)
             want = oracle(*this, b, o, rope, rope ? run_of(q_start, tokens) : std::vector<std::int64_t>{},
                           rope ? run_of(k_start, kv_tokens) : std::vector<std::int64_t>{});
-        check_output(*this, be.name, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
+        check_output(*this, be.name, b.ov.tokens, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
     }
 }
 
@@ -589,7 +591,7 @@ void attention_call::run_cache() const {
                 buffers raw = b;
                 want = oracle(*this, raw, o, true, run_of(shifted.q_start, tokens), run_of(0, kv_tokens));
             }
-            check_output(*this, "attend on " + be.name, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
+            check_output(*this, "attend on " + be.name, a.ov.tokens, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
         }
     }
 
@@ -698,6 +700,9 @@ std::vector<std::pair<std::string, attention_call>> attention_call::seeds() {
     add("regression-scale-flt-max-times-log2e", [](attention_call& c) {  // scale * log2(e) was Inf in fp32: NaN out
         c.causal = 0, c.q_heads = c.kv_heads = 50, c.head_dim = 2, c.v_dim = 1, c.scale_given = 1;
         c.scale = std::numeric_limits<float>::max(), c.token_end = 1;
+    });
+    add("regression-out-buffer-longer-than-view", [](attention_call& c) {  // the check read past the oracle's rows
+        c.tokens = 0, c.bad = bad_out_tokens | bad_out_on_q;  // out on q's empty storage: a view of 0 tokens
     });
     add("regression-offset-int64-min-is-end-aligned", [](attention_call& c) {  // the model took it for an offset
         c.offset_given = 1, c.query_offset = attention_options::end_aligned;
