@@ -406,6 +406,9 @@ TEST_F(AttentionErrors, OptionsOutOfRange) {
     s.scale = std::numeric_limits<float>::infinity();
     expect_throw_untouched<std::invalid_argument>([&] { run(q.cview(), k.cview(), v.cview(), out.view(), s); }, out,
                                                   {"scale must be finite", "inf"});
+    s.scale = std::numeric_limits<float>::max();  // finite, but scale * log2(e) is not in fp32 (fuzz_attention)
+    expect_throw_untouched<std::invalid_argument>([&] { run(q.cview(), k.cview(), v.cview(), out.view(), s); }, out,
+                                                  {"scale must be finite", "2.3587e38"});
     attention_options r;
     r.token_begin = 2;
     r.token_end = 5;

@@ -165,6 +165,8 @@ TEST(MultiAxisErrors, BadSectionsAxesAndIds) {
     };
     expect_invalid(axis_positions::from_ids(ids.data(), 3, tokens, {10, 10, 10}), "add up to 30 pairs, rotary_dim/2 is 32");
     expect_invalid(axis_positions::from_ids(ids.data(), 3, tokens, {16, 16}), "2 sections for 3 axes");
+    // a sum that wraps to rotary_dim/2 (33 + 2^64 - 1 = 32 mod 2^64; fuzz_multi_axis found it)
+    expect_invalid(axis_positions::from_ids(ids.data(), 2, tokens, {33, SIZE_MAX}), "add up to more than SIZE_MAX pairs");
     expect_invalid(axis_positions::from_ids(ids.data(), 0, tokens, std::vector<std::size_t>{}), "axes must be 1 .. 4, got 0");
     expect_invalid(axis_positions::from_ids(ids.data(), 3, tokens + 1, {10, 10, 12}), "count 3 != tokens 2");
     expect_invalid(axis_positions::from_ids(static_cast<const std::int64_t*>(nullptr), 3, tokens, {10, 10, 12}), "null");

@@ -166,7 +166,12 @@ attention_job make_attention_job(const rope_table<float>* table, layout pair_lay
 
     const double scale = options.scale ? static_cast<double>(*options.scale)
                                        : 1.0 / std::sqrt(static_cast<double>(q.head_dim == 0 ? 1 : q.head_dim));
-    if (!std::isfinite(scale)) fail_invalid([&] { return "scale must be finite, got " + std::to_string(scale); });
+    // The kernels fold log2(e) into the scale in fp32 (they exponentiate with exp2): a scale past
+    // FLT_MAX / log2(e) ~ 2.36e38 would make that factor Inf, and every score Inf or NaN.
+    if (!std::isfinite(scale) || std::fabs(scale) * 1.4426950408889634 > static_cast<double>(std::numeric_limits<float>::max()))
+        fail_invalid([&] {
+            return "scale must be finite, with |scale| * log2(e) <= FLT_MAX (|scale| <= 2.3587e38), got " + std::to_string(scale);
+        });
     job.scale_log2e = static_cast<float>(scale * 1.4426950408889634);  // log2(e)
 
     job.causal = options.causal;

@@ -144,14 +144,16 @@ ROTARY_ALWAYS_INLINE void set_positions(rope_job<T, C>& job, const axis_position
             return "axis sections: " + std::to_string(pos.sections()) + " sections for " + std::to_string(pos.axes()) +
                    " axes (one section per axis)";
         });
+    // A sum that wraps could come back to rotary_dim/2 and let a section past the row through.
     std::size_t sum = 0;
-    for (std::size_t a = 0; a < pos.sections(); ++a) sum += pos.section(a);
-    if (sum != pairs)
+    bool wraps = false;
+    for (std::size_t a = 0; a < pos.sections(); ++a) wraps |= __builtin_add_overflow(sum, pos.section(a), &sum);
+    if (wraps || sum != pairs)
         fail_invalid([&] {
             std::string list;
             for (std::size_t a = 0; a < pos.sections(); ++a) list += (a ? ", " : "") + std::to_string(pos.section(a));
-            return "axis sections {" + list + "} add up to " + std::to_string(sum) + " pairs, rotary_dim/2 is " +
-                   std::to_string(pairs);
+            return "axis sections {" + list + "} add up to " + (wraps ? "more than SIZE_MAX" : std::to_string(sum)) +
+                   " pairs, rotary_dim/2 is " + std::to_string(pairs);
         });
     if (2 * pairs > multi_axis_max_rotary_dim)
         fail_invalid([&] {

@@ -193,6 +193,17 @@ struct buffers {
 
 constexpr std::uint64_t max_elements = std::uint64_t{1} << 16;  // per buffer
 
+// A buffer's rows filled uniformly in [-m, m) from splitmix64 (rotary_fuzz::value_source): the
+// tests' padded_heads::fill draws through std::uniform_real_distribution, whose logl per value was a
+// third of this target's time.
+void fill(padded_heads& x, std::uint64_t seed, double m) {
+    if (x.heads == 0 || x.head_dim == 0) return;  // no rows, however many tokens
+    rotary_fuzz::value_source values(seed);
+    for (std::size_t t = 0; t < x.tokens; ++t)
+        for (std::size_t h = 0; h < x.heads; ++h)
+            for (std::size_t j = 0; j < x.head_dim; ++j) x.row(t, h)[j] = static_cast<float>(m * values.uniform());
+}
+
 // Shapes of q, k, v, out as the call (and its `bad` flags) makes them; allocates them when small.
 buffers make_buffers(const attention_call& c, std::uint64_t q_tokens, std::uint64_t k_tokens) {
     buffers b;
@@ -219,9 +230,9 @@ buffers make_buffers(const attention_call& c, std::uint64_t q_tokens, std::uint6
     b.v.emplace(v_stored, v_heads, c.v_dim, gap, (misalign + 2) % 16);
     b.out.emplace(out_tokens, c.q_heads, out_dim, gap, (misalign + 3) % 16);
     const double m = std::ldexp(1.0, c.magnitude_log2 % 8);
-    b.q->fill(c.value_seed, -m, m);
-    b.k->fill(c.value_seed ^ 1u, -m, m);
-    b.v->fill(c.value_seed ^ 2u, -m, m);
+    fill(*b.q, c.value_seed, m);
+    fill(*b.k, c.value_seed ^ 1u, m);
+    fill(*b.v, c.value_seed ^ 2u, m);
     b.qv = b.q->cview();
     if (c.bad & bad_q_null) b.qv.data = nullptr;
     b.kv = b.k->cview();
@@ -270,12 +281,21 @@ verdict model(const attention_call& c, const heads_view<const float>& q, const h
         ~std::uint64_t{0})
         v.may(rotary_fuzz::error_kind::invalid_argument, "attention sizes overflow");
     if (c.scale_given & 1) {
-        if (!std::isfinite(static_cast<float>(c.scale))) v.must_invalid("scale must be finite");
+        // finite in fp32, and within fp32 once multiplied by log2(e) (the kernels' exp2): at the
+        // edge the double product's rounding decides, so either outcome is right there
+        const long double s = std::fabs(static_cast<long double>(c.scale)) * 1.4426950408889634074L;
+        const long double edge = std::numeric_limits<float>::max();
+        if (!std::isfinite(static_cast<float>(c.scale)) || s > edge * (1 + 0x1p-40L))
+            v.must_invalid("scale must be finite");
+        else if (s > edge * (1 - 0x1p-40L))
+            v.may(rotary_fuzz::error_kind::invalid_argument, "scale must be finite");
     }
     if (c.causal & 1) {
-        // Allowed: -tokens <= offset <= kv_tokens - tokens (exact, in __int128).
+        // Allowed: -tokens <= offset <= kv_tokens - tokens (exact, in __int128). INT64_MIN given is
+        // attention_options::end_aligned, the default: kv_tokens - tokens.
         const __int128 t = q.tokens, n = k.tokens;
-        const __int128 offset = (c.offset_given & 1) ? c.query_offset : n - t;
+        const bool given = (c.offset_given & 1) && c.query_offset != attention_options::end_aligned;
+        const __int128 offset = given ? c.query_offset : n - t;
         if (offset < -t || offset > n - t) v.must_range("query_offset");
         // Token counts past INT64_MAX cannot be described by an int64 offset: any message will do.
         if (t > INT64_MAX || n > INT64_MAX) v.may(rotary_fuzz::error_kind::out_of_range, "query_offset");
@@ -307,10 +327,12 @@ bool small_enough(const heads_view<const float>& q, const heads_view<const float
 }
 
 // Compares out with the oracle over the call's work range; everything else must equal `before`.
-void check_output(const attention_call& c, const std::string& who, const padded_heads& out,
+// `tokens` is the out view's: the buffer may hold more (out placed on q's storage keeps no tokens
+// when q's is the smaller buffer), and only the view's rows are the call's (and the oracle's).
+void check_output(const attention_call& c, const std::string& who, std::size_t tokens, const padded_heads& out,
                   const std::vector<float>& before, const std::vector<double>& want, const padded_heads& q,
                   const padded_heads& k, const padded_heads& v, std::int64_t query_offset, double scale) {
-    const std::size_t tokens = out.tokens, q_heads = out.heads, dv = out.head_dim, d = q.head_dim;
+    const std::size_t q_heads = out.heads, dv = out.head_dim, d = q.head_dim;
     const std::size_t group = k.heads == 0 ? 0 : q_heads / k.heads, kv_tokens = k.tokens;  // no kv heads: no q heads
     const std::size_t head_begin = c.kv_head_begin, head_end = c.kv_head_end == attention_options::all ? k.heads : c.kv_head_end;
     const std::size_t token_begin = c.token_begin, token_end = c.token_end == attention_options::all ? tokens : c.token_end;
@@ -459,7 +481,7 @@ void attention_call::run_attention() const {
         if (!want)
             want = oracle(*this, b, o, rope, rope ? run_of(q_start, tokens) : std::vector<std::int64_t>{},
                           rope ? run_of(k_start, kv_tokens) : std::vector<std::int64_t>{});
-        check_output(*this, be.name, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
+        check_output(*this, be.name, b.ov.tokens, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
     }
 }
 
@@ -569,7 +591,7 @@ void attention_call::run_cache() const {
                 buffers raw = b;
                 want = oracle(*this, raw, o, true, run_of(shifted.q_start, tokens), run_of(0, kv_tokens));
             }
-            check_output(*this, "attend on " + be.name, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
+            check_output(*this, "attend on " + be.name, a.ov.tokens, *b.out, out0, want->out, *b.q, *want->k, *want->v, offset_of(o, tokens, kv_tokens), scale_of(o, head_dim));
         }
     }
 
@@ -675,6 +697,16 @@ std::vector<std::pair<std::string, attention_call>> attention_call::seeds() {
     add("seed-bad-cache-shift-past-table", [](attention_call& c) { c.op = 2, c.delta = 60; });
     add("seed-bad-cache-attend-more-than-cached", [](attention_call& c) { c.op = 2, c.tokens = 12; });
     // Findings (README.md, "Fuzzing"): each input that once failed, kept as a regression test.
+    add("regression-scale-flt-max-times-log2e", [](attention_call& c) {  // scale * log2(e) was Inf in fp32: NaN out
+        c.causal = 0, c.q_heads = c.kv_heads = 50, c.head_dim = 2, c.v_dim = 1, c.scale_given = 1;
+        c.scale = std::numeric_limits<float>::max(), c.token_end = 1;
+    });
+    add("regression-out-buffer-longer-than-view", [](attention_call& c) {  // the check read past the oracle's rows
+        c.tokens = 0, c.bad = bad_out_tokens | bad_out_on_q;  // out on q's empty storage: a view of 0 tokens
+    });
+    add("regression-offset-int64-min-is-end-aligned", [](attention_call& c) {  // the model took it for an offset
+        c.offset_given = 1, c.query_offset = attention_options::end_aligned;
+    });
     add("regression-shift-negative-delta-wraps", [](attention_call& c) {  // |delta| formed by a wrapping 0 - delta
         c.op = 2, c.max_tokens = 24, c.delta = std::numeric_limits<std::int64_t>::min();
     });

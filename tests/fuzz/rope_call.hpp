@@ -19,11 +19,20 @@
 // their kernel sets) and rotary::dispatch; each result is compared with the scalar one and with the
 // long double oracle of fuzz.hpp (tolerances there), and every element the call must not write is
 // compared bit for bit.
+//
+// MultiAxis (the multi_axis target): the positions are a rotary::axis_positions instead: 1 to 4
+// axes (and hostile counts), one section of rotary pairs per axis (sections that add up to
+// rotary_dim/2 or not, too few or too many), int32 or int64 ids per axis (negative, past the
+// table, tokens whose axes all agree: text tokens), from a table of the default frequencies or of
+// axial_frequencies (2D axial RoPE); the oracle rotates pair i by the angle of its own axis'
+// position, and one head per call is also checked against the dense block-diagonal matrix in
+// double (Eigen).
 #pragma once
 
 #include "fuzz.hpp"
 
 #include <rotary/dispatch.hpp>
+#include <rotary/multi_axis.hpp>
 
 #include <algorithm>
 #include <map>
@@ -42,6 +51,7 @@ constexpr std::size_t max_walk = std::size_t{1} << 16;   // tokens walked by one
 constexpr std::size_t max_ids = 512;                     // position ids decoded and allocated
 constexpr std::size_t max_rows = std::size_t{1} << 18;   // rows the overlap model enumerates
 constexpr std::size_t arena_count = 4;
+constexpr std::size_t max_sections = 8;                  // axis sections decoded (the rest are 0)
 
 // The backend that calls rotary::dispatch (the fuzz binaries are built with rotary_add_dispatch).
 inline const char* const dispatch_backend = "dispatch";
@@ -161,17 +171,6 @@ inline std::optional<std::vector<u128>> row_starts(const model_view& v, bool dis
     return starts;
 }
 
-// Whether two of a view's rows share an element.
-inline truth rows_overlap(const model_view& v) {
-    if (!v.has_rows()) return truth::no;
-    if ((v.tokens > 1 && v.token_stride == 0) || (v.heads > 1 && v.head_stride == 0)) return truth::yes;
-    const auto starts = row_starts(v, false);
-    if (!starts) return truth::unknown;
-    for (std::size_t i = 1; i < starts->size(); ++i)
-        if ((*starts)[i] - (*starts)[i - 1] < v.head_dim) return truth::yes;
-    return truth::no;
-}
-
 // The documented guarantee: a view whose rows nest (one stride clears a row, the other clears
 // every row along the first) is accepted.
 inline bool rows_nest(const model_view& v) {
@@ -182,17 +181,17 @@ inline bool rows_nest(const model_view& v) {
     return (ts >= d && hs >= (v.tokens - 1) * ts + d) || (hs >= d && ts >= (v.heads - 1) * hs + d);
 }
 
-// Whether a row of a and a row of b share an element.
-inline truth views_overlap(const model_view& a, const model_view& b) {
-    if (!a.has_rows() || !b.has_rows()) return truth::no;
-    const auto sa = row_starts(a, true), sb = row_starts(b, true);
-    if (!sa || !sb) return truth::unknown;
-    for (const u128 s : *sb) {
-        // an a-row [x, x + a.head_dim) meets [s, s + b.head_dim) iff s - a.head_dim < x < s + b.head_dim
-        const u128 lo = s + 1 >= a.head_dim ? s + 1 - a.head_dim : 0;
-        const auto it = std::lower_bound(sa->begin(), sa->end(), lo);
-        if (it != sa->end() && *it < s + b.head_dim) return truth::yes;
-    }
+// Whether two of a view's rows share an element.
+inline truth rows_overlap(const model_view& v) {
+    if (!v.has_rows()) return truth::no;
+    if ((v.tokens > 1 && v.token_stride == 0) || (v.heads > 1 && v.head_stride == 0)) return truth::yes;
+    // Nesting rows are apart (each row's successor along one stride starts past it, and each block
+    // along that stride ends before the next along the other): no need to enumerate them.
+    if (rows_nest(v)) return truth::no;
+    const auto starts = row_starts(v, false);
+    if (!starts) return truth::unknown;
+    for (std::size_t i = 1; i < starts->size(); ++i)
+        if ((*starts)[i] - (*starts)[i - 1] < v.head_dim) return truth::yes;
     return truth::no;
 }
 
@@ -213,6 +212,21 @@ inline bool views_apart(const model_view& a, const model_view& b) {
     const i128 p = static_cast<i128>(period);
     const u128 r = static_cast<u128>(((diff % p) + p) % p);  // b's block within a's period
     return r >= block_a && r + block_b <= period;
+}
+
+// Whether a row of a and a row of b share an element.
+inline truth views_overlap(const model_view& a, const model_view& b) {
+    if (!a.has_rows() || !b.has_rows()) return truth::no;
+    if (views_apart(a, b)) return truth::no;  // disjoint ranges, or blocks side by side in each token
+    const auto sa = row_starts(a, true), sb = row_starts(b, true);
+    if (!sa || !sb) return truth::unknown;
+    for (const u128 s : *sb) {
+        // an a-row [x, x + a.head_dim) meets [s, s + b.head_dim) iff s - a.head_dim < x < s + b.head_dim
+        const u128 lo = s + 1 >= a.head_dim ? s + 1 - a.head_dim : 0;
+        const auto it = std::lower_bound(sa->begin(), sa->end(), lo);
+        if (it != sa->end() && *it < s + b.head_dim) return truth::yes;
+    }
+    return truth::no;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -236,6 +250,16 @@ const rotary::rope_angles<C>& cached_angles(std::size_t rotary_dim, double base)
     return *a;
 }
 
+// The oracle's theta_i of (rotary_dim, base), computed once per pair of them (powl per pair and
+// call was a tenth of the apply targets' time).
+inline const std::vector<long double>& cached_oracle_thetas(std::size_t rotary_dim, double base) {
+    static std::map<std::pair<std::size_t, double>, std::vector<long double>> thetas;
+    auto& t = thetas[{rotary_dim, base}];
+    if (t.empty())
+        for (std::size_t p = 0; p < rotary_dim / 2; ++p) t.push_back(oracle_theta(p, rotary_dim, base));
+    return t;
+}
+
 // f(T{}) for the buffers' element type: bits 0-1 of `element`: fp32, fp64, fp16, bf16.
 template <class F>
 void with_buffer_type(std::uint8_t element, F&& f) {
@@ -248,9 +272,19 @@ void with_buffer_type(std::uint8_t element, F&& f) {
 }
 
 // ------------------------------------------------------------------------------------------------
-template <std::size_t N, bool TableFree = false>
+// The 2D axial tables (axial_frequencies), cached as the others; rotary_dim a positive multiple of 4.
+template <class C>
+const rotary::rope_table<C>& cached_axial_table(std::size_t rotary_dim, std::size_t max_positions, double base) {
+    static std::map<std::tuple<std::size_t, std::size_t, double>, std::unique_ptr<rotary::rope_table<C>>> tables;
+    auto& t = tables[{rotary_dim, max_positions, base}];
+    if (!t) t = std::make_unique<rotary::rope_table<C>>(rotary::axial_frequencies(rotary_dim, base), max_positions);
+    return *t;
+}
+
+template <std::size_t N, bool TableFree = false, bool MultiAxis = false>
 struct rope_call {
     static_assert(N == 1 || N == 2, "apply (1 buffer) or apply_qk (2)");
+    static_assert(!(TableFree && MultiAxis), "positions along several axes read a rope_table");
 
     std::uint8_t element = 0;        // mod 4: fp32, fp64, fp16, bf16 (with_buffer_type)
     std::uint8_t overload = 0;       // bit 0: the in-place overload / the out-of-place one
@@ -275,6 +309,14 @@ struct rope_call {
     std::uint64_t ids_count = 0;
     std::uint8_t ids_null = 0;
     std::vector<std::int64_t> ids;   // the first min(ids_count, max_ids) ids
+                                     // (MultiAxis: of axes * ids_count, axis after axis)
+    // MultiAxis only (position_kind bit 0 then picks int32 / int64 ids; ids_count is per axis).
+    std::uint8_t axial = 0;          // bit 0: the table of axial_frequencies (2D axial RoPE)
+    std::uint8_t axes = 3;           // axis_positions' axis count, as is
+    std::uint8_t section_count = 3;  // sections passed to from_ids, as is
+    std::vector<std::uint64_t> sections;  // the first min(section_count, max_sections) of them
+    std::uint8_t balance = 1;        // bit 0: the last section makes them add up to rotary_dim/2
+    std::uint8_t text_mask = 0;      // bit t (t < 8): token t's ids on every axis are axis 0's
     std::uint8_t value_mode = 0;     // see value_source
     std::uint32_t value_seed = 0;
 
@@ -293,7 +335,43 @@ struct rope_call {
     }
     bool given_frequencies() const noexcept { return TableFree && (by_hand & 1); }
     double base() const noexcept { return base_index & 1 ? 10.0 : 10000.0; }
-    int kind() const noexcept { return position_kind % 3; }
+    int kind() const noexcept { return MultiAxis ? 1 + (position_kind & 1) : position_kind % 3; }
+
+    // MultiAxis: the sections passed to from_ids, the ids one axis_positions holds, token t's id on
+    // axis a (as the ids array holds it: int32 ids truncated), and whether the library reads the ids
+    // (every check before them passes).
+    std::vector<std::size_t> section_list() const {
+        std::vector<std::size_t> list(section_count, 0);
+        for (std::size_t a = 0; a < sections.size(); ++a) list[a] = static_cast<std::size_t>(sections[a]);
+        if ((balance & 1) && !list.empty()) {
+            u128 others = 0;
+            for (std::size_t a = 0; a + 1 < list.size(); ++a) others += list[a];
+            if (others <= rotary_dim() / 2) list.back() = rotary_dim() / 2 - static_cast<std::size_t>(others);
+        }
+        return list;
+    }
+    // The axis whose position rotates each pair (all 0 with one position per token).
+    std::vector<std::size_t> pair_axes() const {
+        std::vector<std::size_t> axis(rotary_dim() / 2, 0);
+        if (!MultiAxis) return axis;
+        std::size_t p = 0;
+        const auto list = section_list();
+        for (std::size_t a = 0; a < list.size(); ++a)
+            for (std::size_t n = 0; n < list[a] && p < axis.size(); ++n) axis[p++] = a;
+        return axis;
+    }
+    u128 id_total() const noexcept { return u128(axes) * ids_count; }
+    std::int64_t axis_id(std::size_t a, std::uint64_t t) const {
+        const u128 i = u128(t < 8 && ((text_mask >> t) & 1) ? 0 : a) * ids_count + t;
+        const std::int64_t id = i < ids.size() ? ids[static_cast<std::size_t>(i)] : 0;
+        return kind() == 1 ? static_cast<std::int32_t>(id) : id;
+    }
+    bool axes_checked_fine(std::uint64_t tokens) const {
+        u128 sum = 0;
+        for (const std::size_t n : section_list()) sum += n;
+        return axes >= 1 && axes <= rotary::axis_positions::max_axes && section_count == axes &&
+               sum == rotary_dim() / 2 && ids_count == tokens;
+    }
 
     template <class IO>
     void code(IO& io) {
@@ -318,6 +396,24 @@ struct rope_call {
             if (!out_is_in(i)) out[i].code(io);
         io(size_code{in[0].tokens}, token_begin);
         io(size_code{in[0].tokens}, token_end);
+        if constexpr (MultiAxis) {
+            io(byte_code{}, axial);
+            io(byte_code{}, axes);
+            io(byte_code{}, section_count);
+            io.sequence(sections, std::min<std::size_t>(section_count, max_sections));
+            const std::uint64_t even = rotary_dim() / 2 / std::max<std::uint64_t>(axes, 1);  // near: an even split
+            for (std::uint64_t& n : sections) io(size_code{even}, n);
+            io(byte_code{}, balance);
+            io(byte_code{}, position_kind);
+            io(size_code{in[0].tokens}, ids_count);
+            io(byte_code{}, ids_null);
+            io(byte_code{}, text_mask);
+            io.sequence(ids, static_cast<std::size_t>(std::min<u128>(id_total(), max_ids)));
+            for (std::int64_t& id : ids) io(int_code{static_cast<std::int64_t>(max_positions())}, id);
+            io(byte_code{}, value_mode);
+            io(raw_code<std::uint32_t>{}, value_seed);
+            return;
+        }
         io(byte_code{}, position_kind);
         if (kind() == 0) {
             // near: the largest start whose last token still fits in the table
@@ -339,12 +435,12 @@ struct rope_call {
     }
 
     std::string describe() const {
-        std::string s = std::string(N == 1 ? "apply" : "apply_qk") + "<" + element_name(element) + "> " +
+        std::string s = std::string(N == 1 ? "apply" : "apply_qk") + (MultiAxis ? "(axes)" : "") + "<" + element_name(element) + "> " +
                         (out_of_place() ? "out-of-place" : "in-place") + " layout=" + std::to_string(layout_raw) +
                         " direction=" + std::to_string(direction_raw);
         if (!TableFree)
             s += " table(rotary_dim=" + std::to_string(rotary_dim()) + ", max_positions=" + std::to_string(max_positions()) +
-                 ", base=" + std::to_string(base()) + ")";
+                 ", base=" + std::to_string(base()) + (MultiAxis && (axial & 1) ? ", axial_frequencies" : "") + ")";
         else if (!given_frequencies())
             s += " rope_angles(rotary_dim=" + std::to_string(rotary_dim()) + ", base=" + std::to_string(base()) + ")";
         else
@@ -357,7 +453,19 @@ struct rope_call {
         }
         s += " tokens[" + std::to_string(token_begin) + ", " +
              (token_end == rotary::apply_options::all_tokens ? std::string("all") : std::to_string(token_end)) + ")";
-        if (kind() == 0) {
+        if (MultiAxis) {
+            s += " axis_positions(axes=" + std::to_string(axes) + ", sections{";
+            const auto list = section_list();
+            for (std::size_t a = 0; a < list.size(); ++a) s += (a ? "," : "") + std::to_string(list[a]);
+            s += std::string("}, ids") + (kind() == 1 ? "32" : "64") + (ids_null & 1 ? "(null)" : "") + "[" +
+                 std::to_string(axes) + "x" + std::to_string(ids_count) + "]{";
+            const u128 shown = ids_count == 0 ? 0 : std::min<u128>(ids.size(), id_total()) / ids_count;
+            for (std::uint64_t a = 0; a < std::min<u128>(shown, axes); ++a) {
+                s += a ? "; " : "";
+                for (std::uint64_t t = 0; t < ids_count; ++t) s += (t ? "," : "") + std::to_string(axis_id(static_cast<std::size_t>(a), t));
+            }
+            s += "} text_mask=" + std::to_string(text_mask) + ")";
+        } else if (kind() == 0) {
             s += " positions=offset " + std::to_string(start);
         } else {
             s += std::string(" positions=ids") + (kind() == 1 ? "32" : "64") + (ids_null & 1 ? "(null)" : "") + "[" +
@@ -491,6 +599,30 @@ struct rope_call {
             return v;
         }
         const std::uint64_t max = max_positions();
+        if constexpr (MultiAxis) {
+            // multi_axis.hpp: 1 .. 4 axes, one section per axis, the sections adding up to
+            // rotary_dim/2, one id per token on each axis, and every id the call reads (tokens in
+            // the range, every axis) in [0, max_positions).
+            if (axes < 1 || axes > rotary::axis_positions::max_axes) v.must_invalid("axes must be 1 .. 4");
+            if (section_count != axes) v.must_invalid("sections for");
+            u128 sum = 0;
+            for (const std::size_t n : section_list()) sum += n;
+            if (sum != rotary_dim() / 2) v.must_invalid("add up to");
+            if (ids_count != tokens) v.must_invalid("axis positions count");
+            if (!axes_checked_fine(tokens) || end == token_begin) return v;
+            if (ids_null & 1) {
+                v.must_invalid("axis position ids pointer is null");
+                return v;
+            }
+            for (std::size_t a = 0; a < axes; ++a)
+                for (std::uint64_t t = token_begin; t < end; ++t) {
+                    const std::int64_t id = axis_id(a, t);
+                    const std::string where = "ids[" + std::to_string(a) + "][" + std::to_string(t) + "]";
+                    if (id < 0) v.must_invalid(where);
+                    if (id >= 0 && static_cast<std::uint64_t>(id) >= max) v.must_range(where);
+                }
+            return v;
+        }
         if (kind() == 0) {
             if (start < 0)
                 v.must_invalid("position offset");
@@ -532,7 +664,7 @@ struct rope_call {
 
     template <class T>
     expectation<T> expected(const world<T>& w, const std::vector<T> (&pristine)[arena_count], std::uint64_t begin,
-                            std::uint64_t end, const std::vector<std::int64_t>& positions_of,
+                            std::uint64_t end, const std::vector<std::int64_t>& positions_of,  // [token - begin][pair]
                             const std::vector<long double>& theta, long double attention) const {
         expectation<T> e;
         for (std::size_t a = 0; a < arena_count; ++a) {
@@ -549,7 +681,7 @@ struct rope_call {
         for (std::uint64_t t = begin; t < end; ++t)
             for (std::size_t p = 0; p < pairs; ++p) {
                 const std::size_t k = static_cast<std::size_t>((t - begin) * pairs + p);
-                const std::int64_t m = positions_of[t - begin];
+                const std::int64_t m = positions_of[k];
                 angles[k] = oracle_cos_sin(static_cast<std::uint64_t>(m), theta[p]);
                 angles[k].sin *= sign;
                 angle_error[k] = std::fabs(static_cast<long double>(m) * theta[p]) * angle_scale;
@@ -605,9 +737,9 @@ struct rope_call {
         return e;
     }
 
-    template <class T, class Source>
+    template <class T, class Source, class Positions>
     void invoke(const rotary_test::backend& b, const Source& table, const world<T>& w,
-                const rotary::positions& pos, const rotary::apply_options& o) const {
+                const Positions& pos, const rotary::apply_options& o) const {
         const auto l = static_cast<rotary::layout>(layout_raw);
         const auto out = [&](std::size_t i) { return out_is_in(i) ? w.in[i].view : w.out[i].view; };
         const auto in = [&](std::size_t i) { return rotary::heads_view<const T>(w.in[i].view); };
@@ -625,7 +757,35 @@ struct rope_call {
             }
             return;
         }
-        if constexpr (N == 1) {
+        if constexpr (MultiAxis) {
+            // the public entry points (default arch), or the job through the kernel set's multi-axis kernel
+            if (b.kernels == nullptr) {
+                if constexpr (N == 1) {
+                    if (!out_of_place())
+                        rotary::apply(table, l, w.in[0].view, pos, o);
+                    else
+                        rotary::apply<xsimd::default_arch, T>(table, l, in(0), out(0), pos, o);
+                } else {
+                    if (!out_of_place())
+                        rotary::apply_qk(table, l, w.in[0].view, w.in[1].view, pos, o);
+                    else
+                        rotary::apply_qk<xsimd::default_arch, T>(table, l, in(0), out(0), in(1), out(1), pos, o);
+                }
+                return;
+            }
+            const auto run = [&](const auto& job) { b.kernels->template rotate_multi_axis<T>()(job, job.range.begin, job.range.end); };
+            if constexpr (N == 1) {
+                if (!out_of_place())
+                    run(rotary::detail::job_in_place(table, l, w.in[0].view, pos, o));
+                else
+                    run(rotary::detail::job_out_of_place<T>(table, l, in(0), out(0), pos, o));
+            } else {
+                if (!out_of_place())
+                    run(rotary::detail::job_qk_in_place(table, l, w.in[0].view, w.in[1].view, pos, o));
+                else
+                    run(rotary::detail::job_qk_out_of_place<T>(table, l, in(0), out(0), in(1), out(1), pos, o));
+            }
+        } else if constexpr (N == 1) {
             if (!out_of_place())
                 rotary_test::apply_in_place(b, table, l, w.in[0].view, pos, o);
             else
@@ -642,9 +802,20 @@ struct rope_call {
     void run_typed() const {
         using C = rotary::compute_type_t<T>;
         const std::size_t rd = rotary_dim(), pairs = rd / 2;
-        std::vector<long double> theta(pairs);
-        for (std::size_t p = 0; p < pairs; ++p) theta[p] = oracle_theta(p, rd, base());
-        if constexpr (!TableFree) {
+        std::vector<long double> theta = cached_oracle_thetas(rd, base());
+        if constexpr (MultiAxis) {
+            if (!(axial & 1)) return run_with<T>(cached_table<C>(rd, max_positions(), base()), theta, 1.0L);
+            // 2D axial RoPE: each half of the pairs has the 1-D frequencies of a head of rotary_dim/2
+            verdict v;
+            if (rd % 4 != 0) v.must_invalid("rotary_dim of 2D axial RoPE");
+            if (v.must_reject()) {
+                call_checked(v, "axial_frequencies", [&] { rotary::axial_frequencies(rd, base()); });
+                return;
+            }
+            const std::vector<long double>& half = cached_oracle_thetas(rd / 2, base());
+            for (std::size_t p = 0; p < pairs; ++p) theta[p] = half[p % (pairs / 2)];
+            run_with<T>(cached_axial_table<C>(rd, max_positions(), base()), theta, 1.0L);
+        } else if constexpr (!TableFree) {
             run_with<T>(cached_table<C>(rd, max_positions(), base()), theta, 1.0L);
         } else {
             // rope_angles' constructor, and its documented bounds (README.md, table_free.hpp): those
@@ -717,7 +888,35 @@ struct rope_call {
         // The positions: ids in an array of exactly ids_count elements.
         const std::uint64_t tokens = in[0].tokens;
         rotary::positions pos = rotary::positions::starting_at(start);
-        if (kind() != 0) {
+        std::optional<rotary::axis_positions> axis_pos;
+        if constexpr (MultiAxis) {
+            // ids in an array of exactly axes * ids_count elements, axis after axis
+            if (axes_checked_fine(tokens) && id_total() > max_ids) return note("skipped: more ids than the harness models");
+            const std::size_t n = id_total() > max_ids ? 1 : static_cast<std::size_t>(id_total());
+            const auto id_of = [&](std::size_t i) { return axis_id(static_cast<std::size_t>(i / ids_count), i % ids_count); };
+            const std::vector<std::size_t> list = section_list();
+            verdict sections_rule;
+            if (list.size() > rotary::axis_positions::max_axes) sections_rule.must_invalid("at most 4 axes");
+            bool made;
+            if (kind() == 1) {
+                w.ids32.reset(new std::int32_t[n]);
+                for (std::size_t i = 0; i < n; ++i) w.ids32[i] = static_cast<std::int32_t>(id_total() > max_ids ? 0 : id_of(i));
+                w.ids_bytes = n * sizeof(std::int32_t);
+                made = call_checked(sections_rule, "axis_positions", [&] {
+                    axis_pos = rotary::axis_positions::from_ids(ids_null & 1 ? nullptr : w.ids32.get(), axes, ids_count, list);
+                });
+            } else {
+                w.ids64.reset(new std::int64_t[n]);
+                for (std::size_t i = 0; i < n; ++i) w.ids64[i] = id_total() > max_ids ? 0 : id_of(i);
+                w.ids_bytes = n * sizeof(std::int64_t);
+                made = call_checked(sections_rule, "axis_positions", [&] {
+                    axis_pos = rotary::axis_positions::from_ids(ids_null & 1 ? nullptr : w.ids64.get(), axes, ids_count, list);
+                });
+            }
+            if (!made) return;
+            check(axis_pos->axes() == axes && axis_pos->tokens() == ids_count && axis_pos->sections() == list.size(),
+                  "axis_positions: axes, tokens or sections");
+        } else if (kind() != 0) {
             if (ids_count > max_ids && ids_count == tokens) return note("skipped: more ids than the harness models");
             const std::size_t n = ids_count > max_ids ? 1 : static_cast<std::size_t>(ids_count);
             if (kind() == 1) {
@@ -770,10 +969,16 @@ struct rope_call {
         std::optional<bool> accepted;
         std::optional<expectation<T>> expect;
         std::vector<T> scalar_result[arena_count];
+        std::vector<std::int64_t> positions_of;
         note([&] { return "model: " + v.describe(); });
         for (const rotary_test::backend& b : scalar_first_backends()) {
             restore();
-            const bool ran = call_checked(v, b.name, [&] { invoke(b, source, w, pos, options); });
+            const bool ran = call_checked(v, b.name, [&] {
+                if constexpr (MultiAxis)
+                    invoke(b, source, w, *axis_pos, options);
+                else
+                    invoke(b, source, w, pos, options);
+            });
             check(!accepted || *accepted == ran, [&] { return b.name + ": backends disagree on whether the call is valid"; });
             accepted = ran;
             if (w.ids_bytes)
@@ -786,13 +991,21 @@ struct rope_call {
                 continue;
             }
             if (!expect) {
-                std::vector<std::int64_t> positions_of(static_cast<std::size_t>(end - token_begin));  // of tokens begin..end
+                // the position that rotates pair p of token t, [t - begin][p]: its axis' (MultiAxis)
+                const std::size_t pairs = rotary_dim() / 2;
+                positions_of.assign(static_cast<std::size_t>(end - token_begin) * pairs, 0);
+                const std::vector<std::size_t> axis_of_pair = pair_axes();
                 for (std::uint64_t t = token_begin; t < end; ++t)
-                    positions_of[t - token_begin] =
-                        kind() == 0 ? start + static_cast<std::int64_t>(t) : kind() == 1 ? w.ids32[t] : w.ids64[t];
+                    for (std::size_t p = 0; p < pairs; ++p) {
+                        const std::uint64_t i = MultiAxis ? axis_of_pair[p] * ids_count + t : t;
+                        positions_of[static_cast<std::size_t>(t - token_begin) * pairs + p] =
+                            kind() == 0 ? start + static_cast<std::int64_t>(t) : kind() == 1 ? w.ids32[i] : w.ids64[i];
+                    }
                 expect = expected(w, pristine, token_begin, end, positions_of, theta, attention);
             }
             compare(b, w, pristine, *expect, scalar_result);
+            if constexpr (MultiAxis)
+                if (end > token_begin) dense_check(b, w, pristine, theta, positions_of);
             if (b.name == "scalar")
                 for (std::size_t a = 0; a < arena_count; ++a)
                     scalar_result[a].assign(w.arena[a].get(), w.arena[a].get() + w.arena_size[a]);
@@ -808,6 +1021,61 @@ struct rope_call {
             return all;
         }();
         return backends;
+    }
+
+    // The first head of the first token of the range of view 0 against the dense block-diagonal
+    // rotation in double (Eigen): pair p's block turns by m_p theta_p, m_p the position of p's axis
+    // (the layout's storage order puts the block on rows i0, i1; the entries past rotary_dim, which
+    // the identity keeps, are compared with the input directly). Tolerance: the long double oracle's (bound_for) plus the double matrix's own error,
+    // (|m theta| + 4) 2^-52 (|x0| + |x1|). Rows holding a non-finite input, or one past 2^1000, and
+    // results next to T's overflow are not compared (a dense product meets Inf * 0 there).
+    template <class T>
+    void dense_check(const rotary_test::backend& b, const world<T>& w, const std::vector<T> (&pristine)[arena_count],
+                     const std::vector<long double>& theta, const std::vector<std::int64_t>& positions_of) const {
+        const placed<T>& x = w.in[0];
+        const placed<T>& y = out_is_in(0) ? w.in[0] : w.out[0];
+        const std::size_t d = static_cast<std::size_t>(x.view.head_dim), rd = rotary_dim(), pairs = rd / 2;
+        if (x.view.heads == 0 || d == 0 || x.arena < 0 || y.arena < 0) return;
+        const std::uint64_t t = token_begin;
+        const std::uint64_t src = x.offset + t * static_cast<std::uint64_t>(x.view.token_stride);
+        const std::uint64_t dst = y.offset + t * static_cast<std::uint64_t>(y.view.token_stride);
+        for (std::size_t k = rd; k < d; ++k)
+            check(std::memcmp(&w.arena[y.arena][dst + k], &pristine[x.arena][src + k], sizeof(T)) == 0,
+                  [&] { return b.name + ": dense oracle: element " + std::to_string(k) + " past rotary_dim changed"; });
+        Eigen::VectorXd in_row(static_cast<Eigen::Index>(rd));
+        for (std::size_t k = 0; k < rd; ++k) {
+            const long double v = to_ld(pristine[x.arena][src + k]);
+            if (!std::isfinite(v) || std::fabs(v) > 0x1p1000L) return;
+            in_row(static_cast<Eigen::Index>(k)) = static_cast<double>(v);
+        }
+        Eigen::MatrixXd r = Eigen::MatrixXd::Identity(static_cast<Eigen::Index>(rd), static_cast<Eigen::Index>(rd));
+        const double sign = direction_raw == 1 ? -1.0 : 1.0;
+        std::vector<double> angle(pairs);
+        for (std::size_t p = 0; p < pairs; ++p) {
+            angle[p] = static_cast<double>(positions_of[p]) * static_cast<double>(theta[p]);
+            const auto i0 = static_cast<Eigen::Index>(layout_raw == 0 ? 2 * p : p);
+            const auto i1 = static_cast<Eigen::Index>(layout_raw == 0 ? 2 * p + 1 : p + pairs);
+            r(i0, i0) = r(i1, i1) = std::cos(angle[p]);
+            r(i1, i0) = sign * std::sin(angle[p]);
+            r(i0, i1) = -r(i1, i0);
+        }
+        const Eigen::VectorXd want = r * in_row;
+        for (std::size_t k = 0; k < rd; ++k) {
+            const long double got = to_ld(w.arena[y.arena][dst + k]);
+            const long double ref = want(static_cast<Eigen::Index>(k));
+            const std::size_t p = layout_raw == 0 ? k / 2 : k % pairs;
+            const long double x0 = in_row(static_cast<Eigen::Index>(layout_raw == 0 ? 2 * p : p));
+            const long double x1 = in_row(static_cast<Eigen::Index>(layout_raw == 0 ? 2 * p + 1 : p + pairs));
+            const long double size = std::fabs(x0) + std::fabs(x1);
+            const long double tol = bound_for<T>(x0, x1, 1.0L, std::fabs(angle[p]) * 0x1p-60L).oracle +
+                                    (std::fabs(angle[p]) + 4) * 0x1p-52L * size;
+            if (near_overflow<T>(ref) || near_overflow<rotary::compute_type_t<T>>(size)) continue;
+            check(agrees(got, ref, tol, false), [&] {
+                return b.name + ": dense oracle: element " + std::to_string(k) + " of the first row = " +
+                       std::to_string(static_cast<double>(got)) + ", the block-diagonal matrix gives " +
+                       std::to_string(static_cast<double>(ref)) + " (tolerance " + std::to_string(static_cast<double>(tol)) + ")";
+            });
+        }
     }
 
     // Every arena element against the expectation, and the SIMD results against the scalar one.
