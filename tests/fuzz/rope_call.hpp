@@ -15,7 +15,7 @@
 // An independent model of the documented contract (model() below) says which violations the call
 // has. A call that must throw has to throw the documented exception naming one of them, through
 // every backend, and leave every buffer and the ids byte-for-byte unchanged. A valid call runs on
-// the scalar path, the default arch, every SIMD arch this CPU runs (sse2, avx2, avx512bw through
+// the scalar path, the default arch, every SIMD arch this CPU runs (sse2, avx2, avx512bw, avx512bf16 through
 // their kernel sets) and rotary::dispatch; each result is compared with the scalar one and with the
 // long double oracle of fuzz.hpp (tolerances there), and every element the call must not write is
 // compared bit for bit.
