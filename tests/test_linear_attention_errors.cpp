@@ -150,4 +150,20 @@ TEST_F(LinearAttentionErrors, State) {
     expect_throw_unchanged<E>([] { rotary::linear_attention_state<double>(1, 4, 0); }, {}, {"value_dim", "0"});
 }
 
+// q with no heads is a multiple of any k.heads: a valid call with nothing to compute, through every
+// entry point, that writes nothing (fuzz_linear_attention found it dividing by q.heads / k.heads = 0).
+TEST_F(LinearAttentionErrors, NoQueryHeadsIsANoOp) {
+    const heads_view<const float> q0(q.data(), N, 0, D), q1(q.data(), 1, 0, D);
+    const heads_view<float> o0(out.data(), N, 0, DV), o1(out.data(), 1, 0, DV);
+    const auto out_before = out;
+    const auto kv_before = std::vector<float>(state.key_value(0), state.key_value(0) + D * state.value_stride());
+    rotary::linear_attention(table, layout::interleaved, q0, kv, vv, o0, positions::starting_at(0));
+    rotary::causal_linear_attention(table, layout::half_split, q0, kv, vv, o0, positions::starting_at(0));
+    rotary::causal_linear_attention(table, layout::half_split, q0, kv, vv, o0, positions::starting_at(0), state);
+    rotary::linear_attention_step(table, layout::interleaved, q1, heads_view<const float>(k.data(), 1, G, D),
+                                  heads_view<const float>(v.data(), 1, G, DV), o1, 3, state);
+    EXPECT_EQ(out, out_before);
+    EXPECT_EQ(std::vector<float>(state.key_value(0), state.key_value(0) + D * state.value_stride()), kv_before);
+}
+
 }  // namespace

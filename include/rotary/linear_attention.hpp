@@ -343,8 +343,9 @@ linear_job<T> make_linear_job(linear_kind kind, const rope_table<T>& table, layo
                        ", the call has " + std::to_string(k.heads) + " x " + std::to_string(q.head_dim) + " x " +
                        std::to_string(v.head_dim);
             });
-        // Two ranges that share a kv head would both update its sums.
-        if (options.head_begin % group != 0 || (head_end % group != 0 && head_end != options.head_begin))
+        // Two ranges that share a kv head would both update its sums. (group 0: q has no heads, the
+        // range is empty.)
+        if (group != 0 && (options.head_begin % group != 0 || (head_end % group != 0 && head_end != options.head_begin)))
             fail_invalid([&] {
                 return "with a state, the head range [" + std::to_string(options.head_begin) + ", " +
                        std::to_string(head_end) + ") must start and end on multiples of q.heads / k.heads = " +
@@ -731,6 +732,7 @@ struct head_groups {
 template <class Arch, class T>
 inline head_groups groups_of(const linear_job<T>& job, std::size_t h0, std::size_t h1) noexcept {
     const std::size_t size = job.q_heads / job.kv_heads;
+    if (size == 0) return {1, 0, 0};  // q_heads 0 (a multiple of any kv_heads): no query head, no group
     return {size, h0 / size, h0 == h1 ? h0 / size : (h1 + size - 1) / size};
 }
 
