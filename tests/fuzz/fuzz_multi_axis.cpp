@@ -12,27 +12,7 @@ using rotary_fuzz::strided_view;
 using one_view = rotary_fuzz::rope_call<1, false, true>;
 using two_views = rotary_fuzz::rope_call<2, false, true>;
 
-struct multi_axis_call {
-    std::uint8_t qk = 0;  // bit 0: apply_qk
-    one_view one;
-    two_views two;
-
-    template <class IO>
-    void code(IO& io) {
-        io(rotary_fuzz::byte_code{}, qk);
-        if (qk & 1)
-            two.code(io);
-        else
-            one.code(io);
-    }
-    std::string describe() const { return qk & 1 ? two.describe() : one.describe(); }
-    void run() const {
-        if (qk & 1)
-            two.run();
-        else
-            one.run();
-    }
-
+struct multi_axis_call : rotary_fuzz::apply_or_qk_call<false, true> {
     static std::vector<std::pair<std::string, multi_axis_call>> seeds();
 };
 

@@ -16,26 +16,8 @@ using rotary_fuzz::strided_view;
 using one_call = rotary_fuzz::rope_call<1, true>;
 using qk_call = rotary_fuzz::rope_call<2, true>;
 
-struct table_free_call {
-    std::uint8_t fused = 0;  // bit 0: apply_qk, else apply
-    one_call one;
-    qk_call qk;
-
-    template <class IO>
-    void code(IO& io) {
-        io(rotary_fuzz::byte_code{}, fused);
-        if (fused & 1)
-            qk.code(io);
-        else
-            one.code(io);
-    }
-    std::string describe() const { return "table-free " + (fused & 1 ? qk.describe() : one.describe()); }
-    void run() const {
-        if (fused & 1)
-            qk.run();
-        else
-            one.run();
-    }
+struct table_free_call : rotary_fuzz::apply_or_qk_call<true, false> {
+    std::string describe() const { return "table-free " + apply_or_qk_call::describe(); }
 
     static constexpr std::int64_t two_32 = std::int64_t{1} << 32;
 
@@ -51,12 +33,12 @@ struct table_free_call {
         };
         const auto add_qk = [&](const char* name, const auto& edit) {  // GQA: 8 q heads, 2 kv heads
             table_free_call c;
-            c.fused = 1;
-            c.qk.pairs_m1 = 63, c.qk.layout_raw = 1;  // rotary_dim 128
-            c.qk.in[0] = contiguous_view(0, 0, 2, 8, 128);
-            c.qk.in[1] = contiguous_view(1, 0, 2, 2, 128);
-            c.qk.value_seed = rotary_fuzz::seed_of(name);
-            edit(c.qk);
+            c.qk = 1;
+            c.two.pairs_m1 = 63, c.two.layout_raw = 1;  // rotary_dim 128
+            c.two.in[0] = contiguous_view(0, 0, 2, 8, 128);
+            c.two.in[1] = contiguous_view(1, 0, 2, 2, 128);
+            c.two.value_seed = rotary_fuzz::seed_of(name);
+            edit(c.two);
             s.emplace_back(name, c);
         };
         add("seed-f32-interleaved", [](one_call& c) { c.start = 5; });

@@ -1114,4 +1114,30 @@ struct rope_call {
     }
 };
 
+// One rotary::apply (one view) or rotary::apply_qk (q and k) call, picked by the input's first byte
+// (bit 0: apply_qk): the targets that fuzz both entry points with one kind of cos/sin source and of
+// positions (table_free, multi_axis). A target derives from it and adds its seeds().
+template <bool TableFree, bool MultiAxis>
+struct apply_or_qk_call {
+    std::uint8_t qk = 0;  // bit 0: apply_qk
+    rope_call<1, TableFree, MultiAxis> one;
+    rope_call<2, TableFree, MultiAxis> two;
+
+    template <class IO>
+    void code(IO& io) {
+        io(byte_code{}, qk);
+        if (qk & 1)
+            two.code(io);
+        else
+            one.code(io);
+    }
+    std::string describe() const { return qk & 1 ? two.describe() : one.describe(); }
+    void run() const {
+        if (qk & 1)
+            two.run();
+        else
+            one.run();
+    }
+};
+
 }  // namespace rotary_fuzz
