@@ -12,7 +12,10 @@
 // Shapes: 8 query and 8 kv heads, head_dim = value_dim = 64 and 128, tokens 1k .. 32k, fp32, one
 // thread unless the row says omp2; the chunk sweep; the quadratic form (one chunk for the whole
 // sequence) against the chunked one for the crossover; the decode step.
-// Softmax attention is another helper (not in this binary yet): its rows belong beside these.
+// Softmax attention (<rotary/attention.hpp>, rotating q and k inside as these rows do) at the same
+// shapes, causal and bidirectional: its own FLOP count, 4 N^2 d heads (half of it causal: QK^T
+// and PV, the masked half skipped), in FLOP/s; compare its time with the linear rows'. From 4k
+// tokens on it runs one iteration (32k takes about a minute).
 #include <rotary/rotary.hpp>
 
 #include <benchmark/benchmark.h>
@@ -160,6 +163,37 @@ void BM_step(benchmark::State& state) {
     if (measured_peak<T>() > 0) state.counters["of_peak"] = flops(1, head_dim) / seconds / measured_peak<T>();
 }
 
+// Softmax attention with RoPE at a linear row's shape (x_prev: its own time at half the length).
+template <class T>
+void BM_softmax_attention(benchmark::State& state, bool causal, std::string family) {
+    const auto head_dim = static_cast<std::size_t>(state.range(0));
+    const auto tokens = static_cast<std::size_t>(state.range(1));
+    const heads_view<const T> q(buffer<T>(tokens * heads * head_dim, 0), tokens, heads, head_dim);
+    const heads_view<const T> k(buffer<T>(tokens * kv_heads * head_dim, 1), tokens, kv_heads, head_dim);
+    const heads_view<const T> v(buffer<T>(tokens * kv_heads * head_dim, 2), tokens, kv_heads, head_dim);
+    const heads_view<T> out(buffer<T>(tokens * heads * head_dim, 3), tokens, heads, head_dim);
+    const auto& t = table<T>(head_dim);
+    rotary::attention_options options;
+    options.causal = causal;
+    const auto start = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        rotary::attention(t, layout::half_split, q, k, v, out, positions::starting_at(0), positions::starting_at(0),
+                          options);
+        benchmark::ClobberMemory();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+                           static_cast<double>(state.iterations());
+    const double n = static_cast<double>(tokens);
+    const double per_iteration = 4.0 * n * n * static_cast<double>(head_dim * heads) / (causal ? 2.0 : 1.0);
+    state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["tokens/s"] = benchmark::Counter(n, benchmark::Counter::kIsIterationInvariantRate);
+    if (measured_peak<T>() > 0) state.counters["of_peak"] = per_iteration / seconds / measured_peak<T>();
+    const std::string key = family + "/" + std::to_string(head_dim);
+    const auto previous = seconds_by_length().find({key, tokens / 2});
+    if (previous != seconds_by_length().end()) state.counters["x_prev"] = seconds / median(previous->second);
+    seconds_by_length()[{key, tokens}].push_back(seconds);
+}
+
 void add(const std::string& name, form f, std::size_t chunk, int threads, std::int64_t head_dim, std::int64_t tokens,
          bool fp64 = false) {
     const std::string family = name;
@@ -176,6 +210,14 @@ void add_rows() {
         for (form f : {form::causal, form::bidirectional})
             for (std::int64_t n = 1024; n <= static_cast<std::int64_t>(max_tokens); n *= 2)
                 add(std::string("fp32/") + (f == form::causal ? "causal" : "bidirectional"), f, chunk, 1, d, n);
+    for (std::int64_t d : {128, 64})
+        for (bool causal : {true, false})
+            for (std::int64_t n = 1024; n <= static_cast<std::int64_t>(max_tokens); n *= 2) {
+                const std::string name = std::string("fp32/softmax_") + (causal ? "causal" : "bidirectional");
+                auto* b = benchmark::RegisterBenchmark(name.c_str(), BM_softmax_attention<float>, causal, name);
+                b->Args({d, n})->ArgNames({"head_dim", "tokens"})->UseRealTime()->Unit(benchmark::kMillisecond);
+                if (n >= 4096) b->Iterations(1);
+            }
     // chunk sizes of the causal path at 8k tokens
     for (std::int64_t d : {128, 64})
         for (std::size_t c : {16, 32, 48, 64, 96, 128, 256})
