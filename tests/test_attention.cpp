@@ -280,6 +280,21 @@ TEST(Attention, FullyMaskedRowsGiveZeros) {
     }
 }
 
+// A call without heads is a valid no-op however long its views are (they hold no element), and
+// asks no kernel set for a workspace: fuzz_attention's regression-no-heads-workspace-size, whose
+// plan for 2^62 query tokens against 2^32 keys wanted 16 GiB.
+TEST(Attention, NoHeadsNeedNoWorkspace) {
+    const heads_view<const float> q(nullptr, std::size_t{1} << 62, 0, 1), k(nullptr, std::size_t{1} << 32, 0, 1);
+    const heads_view<const float> v(nullptr, std::size_t{1} << 32, 0, 51);
+    const heads_view<float> out(nullptr, std::size_t{1} << 62, 0, 51);
+    const auto job = rotary::detail::make_attention_job<xsimd::default_arch>(nullptr, layout::half_split, nullptr, nullptr,
+                                                                            q, k, v, out, attention_options{});
+    for (const attention_backend& b : attention_backends()) {
+        if (b.kernels != nullptr) EXPECT_EQ(b.kernels->workspace_floats(job, job.token_end - job.token_begin), 0u) << b.name;
+        attention_on(b, nullptr, layout::half_split, nullptr, nullptr, q, k, v, out, attention_options{});
+    }
+}
+
 // Calls on parts of the work (a caller's thread pool) write exactly their rows, and together equal
 // one call.
 TEST(Attention, RangesComposeToTheWholeCall) {
