@@ -92,21 +92,47 @@ void BM_fma_peak(benchmark::State& state) {
     if (seconds > 0) measured_peak<T>() = per_iteration * static_cast<double>(state.iterations()) / seconds;
 }
 
+// ---- Shared by the attention rows ------------------------------------------------------------------
+
+// One layer's q, k, v and out at the row's (head_dim, tokens): [tokens, heads, head_dim] each.
+template <class T>
+struct layer_views {
+    std::size_t head_dim, tokens;
+    heads_view<const T> q, k, v;
+    heads_view<T> out;
+    explicit layer_views(const benchmark::State& state)
+        : head_dim(static_cast<std::size_t>(state.range(0))),
+          tokens(static_cast<std::size_t>(state.range(1))),
+          q(buffer<T>(tokens * heads * head_dim, 0), tokens, heads, head_dim),
+          k(buffer<T>(tokens * kv_heads * head_dim, 1), tokens, kv_heads, head_dim),
+          v(buffer<T>(tokens * kv_heads * head_dim, 2), tokens, kv_heads, head_dim),
+          out(buffer<T>(tokens * heads * head_dim, 3), tokens, heads, head_dim) {}
+};
+
+// The counters of a row that ran `seconds` per iteration of `flop` FLOP: FLOP/s, tokens/s, of_peak,
+// and x_prev against the same family's time at half the length.
+template <class T>
+void set_counters(benchmark::State& state, const layer_views<T>& l, double flop, double seconds, const std::string& family) {
+    state.counters["FLOP/s"] = benchmark::Counter(flop, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["tokens/s"] =
+        benchmark::Counter(static_cast<double>(l.tokens), benchmark::Counter::kIsIterationInvariantRate);
+    if (measured_peak<T>() > 0) state.counters["of_peak"] = flop / seconds / measured_peak<T>();
+    const std::string key = family + "/" + std::to_string(l.head_dim);
+    const auto previous = seconds_by_length().find({key, l.tokens / 2});
+    if (previous != seconds_by_length().end()) state.counters["x_prev"] = seconds / median(previous->second);
+    seconds_by_length()[{key, l.tokens}].push_back(seconds);
+}
+
 // ---- Linear attention ---------------------------------------------------------------------------
 
 enum class form { bidirectional, causal, causal_quadratic };
 
 template <class T>
 void BM_linear_attention(benchmark::State& state, form f, std::size_t chunk, int threads, std::string family) {
-    const auto head_dim = static_cast<std::size_t>(state.range(0));
-    const auto tokens = static_cast<std::size_t>(state.range(1));
-    const heads_view<const T> q(buffer<T>(tokens * heads * head_dim, 0), tokens, heads, head_dim);
-    const heads_view<const T> k(buffer<T>(tokens * kv_heads * head_dim, 1), tokens, kv_heads, head_dim);
-    const heads_view<const T> v(buffer<T>(tokens * kv_heads * head_dim, 2), tokens, kv_heads, head_dim);
-    const heads_view<T> out(buffer<T>(tokens * heads * head_dim, 3), tokens, heads, head_dim);
-    const auto& t = table<T>(head_dim);
+    const layer_views<T> l(state);
+    const auto& t = table<T>(l.head_dim);
     rotary::linear_attention_options options;
-    options.chunk_size = f == form::causal_quadratic ? tokens : chunk;
+    options.chunk_size = f == form::causal_quadratic ? l.tokens : chunk;
 #if defined(_OPENMP)
     omp_set_num_threads(threads);
 #else
@@ -115,28 +141,20 @@ void BM_linear_attention(benchmark::State& state, form f, std::size_t chunk, int
     const auto start = std::chrono::steady_clock::now();
     for (auto _ : state) {
         if (f == form::bidirectional) {
-            rotary::linear_attention(t, layout::half_split, q, k, v, out, positions::starting_at(0), options);
+            rotary::linear_attention(t, layout::half_split, l.q, l.k, l.v, l.out, positions::starting_at(0), options);
         } else if (threads > 1) {
 #if defined(_OPENMP)
-            rotary::causal_linear_attention_parallel(t, layout::half_split, q, k, v, out, positions::starting_at(0),
+            rotary::causal_linear_attention_parallel(t, layout::half_split, l.q, l.k, l.v, l.out, positions::starting_at(0),
                                                      options);
 #endif
         } else {
-            rotary::causal_linear_attention(t, layout::half_split, q, k, v, out, positions::starting_at(0), options);
+            rotary::causal_linear_attention(t, layout::half_split, l.q, l.k, l.v, l.out, positions::starting_at(0), options);
         }
         benchmark::ClobberMemory();
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
                            static_cast<double>(state.iterations());
-    const double per_iteration = flops(tokens, head_dim);
-    state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
-    state.counters["tokens/s"] =
-        benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
-    if (measured_peak<T>() > 0) state.counters["of_peak"] = per_iteration / seconds / measured_peak<T>();
-    const std::string key = family + "/" + std::to_string(head_dim);
-    const auto previous = seconds_by_length().find({key, tokens / 2});
-    if (previous != seconds_by_length().end()) state.counters["x_prev"] = seconds / median(previous->second);
-    seconds_by_length()[{key, tokens}].push_back(seconds);
+    set_counters(state, l, flops(l.tokens, l.head_dim), seconds, family);
 }
 
 // One decode step: one token of 8 query and 8 kv heads joins a state and reads it.
@@ -166,32 +184,20 @@ void BM_step(benchmark::State& state) {
 // Softmax attention with RoPE at a linear row's shape (x_prev: its own time at half the length).
 template <class T>
 void BM_softmax_attention(benchmark::State& state, bool causal, std::string family) {
-    const auto head_dim = static_cast<std::size_t>(state.range(0));
-    const auto tokens = static_cast<std::size_t>(state.range(1));
-    const heads_view<const T> q(buffer<T>(tokens * heads * head_dim, 0), tokens, heads, head_dim);
-    const heads_view<const T> k(buffer<T>(tokens * kv_heads * head_dim, 1), tokens, kv_heads, head_dim);
-    const heads_view<const T> v(buffer<T>(tokens * kv_heads * head_dim, 2), tokens, kv_heads, head_dim);
-    const heads_view<T> out(buffer<T>(tokens * heads * head_dim, 3), tokens, heads, head_dim);
-    const auto& t = table<T>(head_dim);
+    const layer_views<T> l(state);
+    const auto& t = table<T>(l.head_dim);
     rotary::attention_options options;
     options.causal = causal;
     const auto start = std::chrono::steady_clock::now();
     for (auto _ : state) {
-        rotary::attention(t, layout::half_split, q, k, v, out, positions::starting_at(0), positions::starting_at(0),
+        rotary::attention(t, layout::half_split, l.q, l.k, l.v, l.out, positions::starting_at(0), positions::starting_at(0),
                           options);
         benchmark::ClobberMemory();
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
                            static_cast<double>(state.iterations());
-    const double n = static_cast<double>(tokens);
-    const double per_iteration = 4.0 * n * n * static_cast<double>(head_dim * heads) / (causal ? 2.0 : 1.0);
-    state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
-    state.counters["tokens/s"] = benchmark::Counter(n, benchmark::Counter::kIsIterationInvariantRate);
-    if (measured_peak<T>() > 0) state.counters["of_peak"] = per_iteration / seconds / measured_peak<T>();
-    const std::string key = family + "/" + std::to_string(head_dim);
-    const auto previous = seconds_by_length().find({key, tokens / 2});
-    if (previous != seconds_by_length().end()) state.counters["x_prev"] = seconds / median(previous->second);
-    seconds_by_length()[{key, tokens}].push_back(seconds);
+    const double n = static_cast<double>(l.tokens);
+    set_counters(state, l, 4.0 * n * n * static_cast<double>(l.head_dim * heads) / (causal ? 2.0 : 1.0), seconds, family);
 }
 
 void add(const std::string& name, form f, std::size_t chunk, int threads, std::int64_t head_dim, std::int64_t tokens,
