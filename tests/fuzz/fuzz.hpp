@@ -445,14 +445,17 @@ inline long double oracle_theta(std::size_t i, std::size_t rotary_dim, long doub
 
 // The tolerances, for one rotated pair (x0, x1) -> (y0, y1) of element type T, computed in
 // C = compute_type_t<T>, with cos/sin scaled by the attention factor A:
-//   against the oracle:   |y - y_ref| <= 4 eps_C A (|x0| + |x1|) + angle + 8 denorm_min_C + storage
-//   SIMD against scalar:  |y - y_scalar| <= 2 eps_C A (|x0| + |x1|) + 8 denorm_min_C + storage
+//   against the oracle:   |y - y_ref| <= 4 eps_C A (|x0| + |x1|) + angle + table + 8 denorm_min_C + storage
+//   SIMD against scalar:  |y - y_scalar| <= 2 eps_C A (|x0| + |x1|) + table + 8 denorm_min_C + storage
 // where eps_C is the machine epsilon (2^-23 fp32, 2^-52 fp64) and angle = |m theta| 2^-60 A
 // (|x0| + |x1|) when theta is computed (default frequencies: library and oracle each hold theta in
 // long double to ~2^-63), |m theta| 2^-68 A (|x0| + |x1|) when the caller gave theta (the
 // library's reduction by 2 pi in double: its middle term is rounded to 2^-53 of |m theta| 2^-20;
 // under 2^-52 A for every m below 2^17). The bound covers the rounding of cos/sin to C (1/2 eps),
-// the two products and the sum (1/2 eps each) with a factor ~2 to spare.
+// the two products and the sum (1/2 eps each) with a factor ~2 to spare. table = (|x0| + |x1|)
+// denorm_min_C: an entry A cos or A sin below C's smallest normal (a tiny attention factor) is
+// rounded to C's subnormal spacing, an absolute error of up to denorm_min_C / 2 that the product
+// with x0 or x1 scales (fuzz_table_free's regression-subnormal-table-entries: A ~ 1e-300, fp64).
 // storage is 0 for fp32 and fp64 buffers. fp16 and bf16 buffers hold their inputs exactly (the
 // oracle reads the stored values, so the inputs carry no rounding error of their own) and round
 // the fp32 result once on store: half an ulp of |y| <= A (|x0| + |x1|), or half of T's smallest
@@ -472,8 +475,9 @@ pair_bound<T> bound_for(long double x0, long double x1, long double attention, l
     const long double eps = limit<C>::eps();
     const long double floor = 8.0L * limit<C>::denorm_min();
     const long double size = attention * (std::fabs(x0) + std::fabs(x1));
+    const long double table = (std::fabs(x0) + std::fabs(x1)) * limit<C>::denorm_min();
     const long double storage = std::is_same<T, C>::value ? 0.0L : limit<T>::eps() * size + limit<T>::denorm_min();
-    return {4 * eps * size + angle_term * size + floor + storage, 2 * eps * size + floor + storage};
+    return {4 * eps * size + angle_term * size + table + floor + storage, 2 * eps * size + table + floor + storage};
 }
 
 // Whether a computed value agrees with a reference within tol (see above for the non-finite rules).
