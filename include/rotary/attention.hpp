@@ -168,11 +168,12 @@ attention_job make_attention_job(const rope_table<float>* table, layout pair_lay
                                        : 1.0 / std::sqrt(static_cast<double>(q.head_dim == 0 ? 1 : q.head_dim));
     // The kernels fold log2(e) into the scale in fp32 (they exponentiate with exp2): a scale past
     // FLT_MAX / log2(e) ~ 2.36e38 would make that factor Inf, and every score Inf or NaN.
-    if (!std::isfinite(scale) || std::fabs(scale) * 1.4426950408889634 > static_cast<double>(std::numeric_limits<float>::max()))
+    constexpr double log2e = 1.4426950408889634;
+    if (!std::isfinite(scale) || std::fabs(scale) * log2e > static_cast<double>(std::numeric_limits<float>::max()))
         fail_invalid([&] {
             return "scale must be finite, with |scale| * log2(e) <= FLT_MAX (|scale| <= 2.3587e38), got " + std::to_string(scale);
         });
-    job.scale_log2e = static_cast<float>(scale * 1.4426950408889634);  // log2(e)
+    job.scale_log2e = static_cast<float>(scale * log2e);
 
     job.causal = options.causal;
     if (options.causal) {
@@ -251,7 +252,7 @@ inline aligned_floats allocate_floats(std::size_t n) {
 
 template <class Arch>
 void run_attention(const attention_job& job) {
-    if (job.kv_head_begin == job.kv_head_end || job.token_begin == job.token_end || job.v_dim == 0) return;
+    if (softmax_attention<Arch>::nothing_to_compute(job)) return;
     const aligned_floats workspace =
         allocate_floats(softmax_attention<Arch>::workspace_floats(job, job.token_end - job.token_begin));
     softmax_attention<Arch>::run(job, job.kv_head_begin, job.kv_head_end, job.token_begin, job.token_end, workspace.get());
@@ -266,7 +267,7 @@ void run_attention(const attention_job& job) {
 template <class Arch>
 void run_attention_parallel(const attention_job& job) {
     using kernels = softmax_attention<Arch>;
-    if (job.kv_head_begin == job.kv_head_end || job.token_begin == job.token_end || job.v_dim == 0) return;
+    if (kernels::nothing_to_compute(job)) return;
     const auto threads = static_cast<std::size_t>(omp_get_max_threads());
     const std::size_t heads = job.kv_head_end - job.kv_head_begin, tokens = job.token_end - job.token_begin;
     const std::size_t wanted = 4 * threads;

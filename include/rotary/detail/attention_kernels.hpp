@@ -214,11 +214,16 @@ struct softmax_attention {
         return p;
     }
 
-    // Zero for a call with nothing to compute (no kv heads, no tokens, no value columns): its views
-    // may be as long as they like without holding an element (2^62 tokens of no heads), and a plan
-    // sized for them would ask for gigabytes that run() never touches.
+    // A job without kv heads, query tokens or value columns in its range: a valid no-op.
+    static bool nothing_to_compute(const attention_job& job) noexcept {
+        return job.kv_head_begin == job.kv_head_end || job.token_begin == job.token_end || job.v_dim == 0;
+    }
+
+    // Zero for a call with nothing to compute: its views may be as long as they like without
+    // holding an element (2^62 tokens of no heads), and a plan sized for them would ask for
+    // gigabytes that run() never touches.
     static std::size_t workspace_floats(const attention_job& job, std::size_t tokens) noexcept {
-        if (job.kv_head_begin == job.kv_head_end || tokens == 0 || job.v_dim == 0) return 0;
+        if (nothing_to_compute(job) || tokens == 0) return 0;
         return make_plan(job, tokens).total();
     }
 
