@@ -303,9 +303,8 @@ constexpr std::size_t steps_per_chunk() noexcept {
 // through the scalar path, so nothing is read or written past a row.
 // Streaming: out-of-place outputs too large to stay in cache, aligned, fp32/fp64: the vector stores
 // bypass the caches (see apply.hpp's make_job for when).
-template <class Arch, layout L, bool Streaming = false, class T, class C>
-inline void rotate_token(const C* cos, const C* sin, C sign, std::size_t pairs, const token_rows<T>* rows,
-                         std::size_t n_rows) noexcept {
+template <class Arch, layout L, bool Streaming, std::size_t n_rows, class T, class C>
+inline void rotate_token(const C* cos, const C* sin, C sign, std::size_t pairs, const token_rows<T> (&rows)[n_rows]) noexcept {
     std::size_t done = 0;  // pairs finished by the SIMD kernel
     if constexpr (!std::is_same<Arch, scalar>::value) {
         constexpr std::size_t step = pairs_per_step<Arch, L, T, C>();
